@@ -1,0 +1,16 @@
+# One image for every Doorbuster process: the three APIs, the four pools, the emulator, the sink.
+# The command chooses the process (see compose.yaml and deploy/k8s/).
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml constraints.txt ./
+COPY shared ./shared
+COPY services ./services
+COPY workers ./workers
+COPY deploy/__init__.py ./deploy/__init__.py
+COPY deploy/local ./deploy/local
+RUN pip install -c constraints.txt . \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin doorbuster
+USER 10001
+EXPOSE 8000
+CMD ["python", "-m", "uvicorn", "services.orders.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

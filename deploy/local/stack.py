@@ -1,0 +1,116 @@
+"""The processes of a whole local stack: three APIs, four pools, the emulator and the sink.
+
+`make up` runs this plan under honcho; the end-to-end tests run the same plan on their own
+ports, database names and RabbitMQ vhost, so what is tested is what a developer starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from shared.queues import Pool
+
+SERVICES = ("orders", "inventory", "notifications")
+
+
+@dataclass(frozen=True)
+class Ports:
+    orders: int = 8001
+    inventory: int = 8002
+    notifications: int = 8003
+    stripe: int = 12111
+    smtp: int = 1025
+
+    def service(self, name: str) -> int:
+        return int(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def parse_pools(spec: str) -> dict[Pool, int]:
+    """`"payments=2 bulk=1"` -> processes per pool; pools not named get one each."""
+    counts = {pool: 1 for pool in Pool}
+    for part in spec.replace(",", " ").split():
+        name, _, count = part.partition("=")
+        counts[Pool(name.strip())] = int(count or 1)
+    return counts
+
+
+def plan(
+    ports: Ports,
+    pools: dict[Pool, int],
+    with_emulator: bool,
+    with_sink: bool,
+    maildir: str,
+    host: str = "127.0.0.1",
+    python: str = sys.executable,
+) -> list[Process]:
+    processes: list[Process] = []
+    if with_emulator:
+        processes.append(
+            Process(
+                "stripe",
+                [
+                    python,
+                    "-m",
+                    "deploy.local.stripe_emulator",
+                    "--host",
+                    host,
+                    "--port",
+                    str(ports.stripe),
+                ],
+                f"http://{host}:{ports.stripe}/_emulator/healthz",
+            )
+        )
+    if with_sink:
+        processes.append(
+            Process(
+                "smtp",
+                [
+                    python,
+                    "-m",
+                    "deploy.local.smtp_sink",
+                    "--host",
+                    host,
+                    "--port",
+                    str(ports.smtp),
+                    "--maildir",
+                    maildir,
+                ],
+                f"tcp://{host}:{ports.smtp}",
+            )
+        )
+    for service in SERVICES:
+        port = ports.service(service)
+        processes.append(
+            Process(
+                f"{service}-api",
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    f"services.{service}.main:create_app",
+                    "--factory",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
+                f"http://{host}:{port}/readyz",
+            )
+        )
+    for pool, count in pools.items():
+        for index in range(count):
+            name = f"{pool.value}-pool-{index + 1}" if count > 1 else f"{pool.value}-pool"
+            processes.append(
+                Process(name, [python, "-m", "workers", pool.value, "--name", f"{name}@%h"])
+            )
+    return processes

@@ -1,0 +1,105 @@
+"""`make up`: check the broker and the database, migrate, start the whole stack in the
+foreground under honcho, print where to look. Ctrl-C stops every process.
+
+Environment: RABBITMQ_URL, DATABASE_URL (or ORDERS_/INVENTORY_/NOTIFICATIONS_DATABASE_URL),
+STRIPE_API_BASE (set: no emulator is started), SMTP_HOST/SMTP_PORT (SMTP_HOST set: no sink is
+started), POOLS (processes per pool, e.g. "payments=2 bulk=1").
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from deploy.local.stack import Ports, parse_pools, plan
+from shared.config import get_settings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def answers(url: str, default_port: int) -> bool:
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_dependencies() -> None:
+    """Use RabbitMQ and PostgreSQL where they answer; else start them with Docker; else say how."""
+    settings = get_settings()
+    missing = [
+        name
+        for name, url, port in (
+            ("rabbitmq", settings.rabbitmq_url, 5672),
+            ("postgres", settings.database_url, 5432),
+        )
+        if not answers(url, port)
+    ]
+    if not missing:
+        return
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:  # noqa: S603
+        print(f"starting {', '.join(missing)} from compose.yaml")
+        subprocess.run([docker, "compose", "up", "-d", "--wait", *missing], check=True, cwd=ROOT)  # noqa: S603
+        return
+    sys.exit(
+        f"{' and '.join(missing)} not reachable and no Docker engine runs.\n"
+        "Install and start them (Debian: apt-get install rabbitmq-server postgresql), or point "
+        "RABBITMQ_URL / DATABASE_URL at running ones."
+    )
+
+
+def main() -> None:
+    ensure_dependencies()
+    subprocess.run([sys.executable, "-m", "shared.migrate"], check=True, cwd=ROOT)
+    ports = Ports()
+    with_emulator = "STRIPE_API_BASE" not in os.environ
+    with_sink = "SMTP_HOST" not in os.environ
+    maildir = os.path.join(ROOT, "var", "mail")
+    os.makedirs(os.path.dirname(maildir), exist_ok=True)
+    processes = plan(
+        ports, parse_pools(os.environ.get("POOLS", "")), with_emulator, with_sink, maildir
+    )
+    manager = Manager(Printer(sys.stdout))
+    for process in processes:
+        manager.add_process(
+            process.name, shlex.join(process.argv), env={**os.environ, **process.env}, cwd=ROOT
+        )
+    print(banner(ports, with_emulator, with_sink, maildir), flush=True)
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+def banner(ports: Ports, with_emulator: bool, with_sink: bool, maildir: str) -> str:
+    lines = [
+        "Doorbuster is starting. Where to look:",
+        f"  orders API         http://127.0.0.1:{ports.orders}/docs",
+        f"  inventory API      http://127.0.0.1:{ports.inventory}/docs",
+        f"  notifications API  http://127.0.0.1:{ports.notifications}/docs",
+        "  RabbitMQ           http://127.0.0.1:15672 (guest/guest, if the management plugin is on)",
+        f"  Stripe emulator    http://127.0.0.1:{ports.stripe}"
+        if with_emulator
+        else "  Stripe             $STRIPE_API_BASE",
+        f"  SMTP sink          127.0.0.1:{ports.smtp}, mail in {maildir}"
+        if with_sink
+        else "  SMTP               $SMTP_HOST",
+        "  API keys (development): storefront `dev-storefront`, admin `dev-admin`",
+        "  Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""The inventory service's runtime: its database, outbox and the shared publisher."""
+
+from __future__ import annotations
+
+from services.inventory.db import outbox
+from shared.config import Settings
+from shared.runtime import ServiceRuntime, WorkerRuntime
+
+SERVICE = "inventory"
+
+
+def make_runtime(settings: Settings | None = None) -> ServiceRuntime:
+    return ServiceRuntime(SERVICE, outbox, settings)
+
+
+worker_runtime = WorkerRuntime(make_runtime)

@@ -1,0 +1,40 @@
+"""HTTP models of the inventory API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+SkuPath = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ProductIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    price: int = Field(gt=0, le=100_000_000, description="Minor units (cents).")
+    currency: Literal["usd"]
+    stock: int = Field(ge=0, le=10_000_000)
+
+
+class Restock(Strict):
+    quantity: int = Field(gt=0, le=10_000_000)
+
+
+class Product(BaseModel):
+    sku: str
+    name: str
+    price: int
+    currency: str
+    stock: int
+    reserved: int
+    available: int = Field(description="stock - reserved; never negative.")
+
+
+class ProductList(BaseModel):
+    items: list[Product]
+    next_cursor: str | None

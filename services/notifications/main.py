@@ -1,0 +1,18 @@
+"""The notifications API: transactional mail and campaigns (port 8003)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.notifications.api import router
+from services.notifications.runtime import make_runtime
+from shared.service_app import create_service_app
+
+
+def create_app() -> FastAPI:
+    return create_service_app(
+        "notifications",
+        "Transactional mail (one per order and kind) and bulk campaigns.",
+        make_runtime,
+        [router],
+    )

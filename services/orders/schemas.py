@@ -1,0 +1,74 @@
+"""HTTP models of the orders API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+
+from services.orders.domain import OrderStatus
+
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CustomerIn(Strict):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    email: EmailStr
+
+
+class ItemIn(Strict):
+    sku: Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
+    quantity: int = Field(ge=1, le=100)
+
+
+class OrderIn(Strict):
+    customer: CustomerIn
+    items: list[ItemIn] = Field(min_length=1, max_length=50)
+    payment_method: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+    @field_validator("items")
+    @classmethod
+    def _distinct_skus(cls, items: list[ItemIn]) -> list[ItemIn]:
+        skus = [item.sku for item in items]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each sku may appear once")
+        return items
+
+
+class Customer(BaseModel):
+    id: str
+    email: str
+
+
+class Item(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: int | None = Field(description="Minor units; null until the order is priced.")
+
+
+class Payment(BaseModel):
+    status: str
+    intent_id: str | None
+
+
+class Order(BaseModel):
+    id: str
+    status: OrderStatus
+    reason: str | None
+    customer: Customer
+    items: list[Item]
+    total: int | None
+    currency: str | None
+    payment: Payment | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderList(BaseModel):
+    items: list[Order]
+    next_cursor: str | None

@@ -1,0 +1,32 @@
+"""The orders service's Celery surface: order state changes and the payment tasks."""
+
+from __future__ import annotations
+
+from services.orders import handlers
+from services.orders.payments import TransientPaymentError
+from services.orders.runtime import worker_runtime
+from shared.contracts import OrderRef, ReservationResult
+from shared.queues import TaskName
+from shared.tasks import task
+
+# Provider failures are retried with exponential backoff and jitter, then dead-lettered.
+PAYMENT_RETRY = {
+    "autoretry_for": (TransientPaymentError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@task(TaskName.APPLY_RESERVATION, ReservationResult)
+async def apply_reservation(result: ReservationResult) -> None:
+    """Record the inventory's answer on the order."""
+    await handlers.apply_reservation((await worker_runtime.get()).uow(), result)
+
+
+@task(TaskName.CHARGE, OrderRef, **PAYMENT_RETRY)
+async def charge(command: OrderRef) -> None:
+    """Charge a reserved order, at most once in effect."""
+    runtime = await worker_runtime.get()
+    await handlers.charge_order(runtime.uow(), runtime.payments, command)

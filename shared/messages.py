@@ -1,0 +1,75 @@
+"""Celery protocol 2 messages, built without Celery so async code can publish them.
+
+The FastAPI services must not call Celery's blocking client inside the event loop, so they
+publish with aio-pika; this module gives the body, headers and properties a Celery 5 worker
+expects (see celery/app/amqp.py `as_task_v2`). Bodies are JSON only: no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from shared.queues import QueueName, route_for
+
+CORRELATION_HEADER = "doorbuster_correlation_id"
+ORIGIN = "doorbuster-publisher"
+
+
+@dataclass(frozen=True)
+class OutgoingTask:
+    """A task to send: its name, JSON-able arguments and a stable id (the outbox row keeps it)."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    args: tuple[Any, ...] = ()
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    correlation_id: str | None = None
+    priority_override: int | None = None
+
+    @property
+    def queue(self) -> QueueName:
+        return route_for(self.name).queue
+
+    @property
+    def priority(self) -> int:
+        if self.priority_override is not None:
+            return self.priority_override
+        return route_for(self.name).priority
+
+
+def celery_body(task: OutgoingTask) -> bytes:
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    return orjson.dumps([list(task.args), task.kwargs, embed])
+
+
+def celery_headers(task: OutgoingTask) -> dict[str, Any]:
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": task.name,
+        "id": task.id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task.id,
+        "parent_id": None,
+        "argsrepr": repr(list(task.args)),
+        "kwargsrepr": _kwargs_repr(task.kwargs),
+        "origin": ORIGIN,
+        "ignore_result": True,
+    }
+    if task.correlation_id:
+        headers[CORRELATION_HEADER] = task.correlation_id
+    return headers
+
+
+def _kwargs_repr(kwargs: dict[str, Any]) -> str:
+    # Only the keys: payloads may carry email addresses that must not reach logs or Flower.
+    return "{" + ", ".join(f"{key!r}: ..." for key in kwargs) + "}"

@@ -1,0 +1,76 @@
+"""Logging, correlation ids, metrics and Sentry: one setup for services and workers.
+
+A correlation id starts at the HTTP request (`X-Correlation-ID`, or a new one), is stored with
+every outbox row, travels in the Celery message headers and is restored in the task, so one
+grep follows an order from checkout to its mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from contextvars import ContextVar
+
+import structlog
+
+_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+def current_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+def set_correlation_id(value: str | None = None) -> str:
+    value = value or uuid.uuid4().hex
+    _correlation_id.set(value)
+    return value
+
+
+def _add_correlation_id(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    correlation_id = _correlation_id.get()
+    if correlation_id and "correlation_id" not in event:
+        event["correlation_id"] = correlation_id
+    return event
+
+
+def configure_logging(process: str, level: str = "INFO", json: bool = True) -> None:
+    """Route stdlib logging through structlog: one JSON object per line on stderr."""
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    shared_processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_correlation_id,
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiormq", "aio_pika", "httpx", "stripe", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(process=process)
+
+
+def mask_email(address: str) -> str:
+    """`ann@example.com` -> `a***@example.com`: logs never carry a full address."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"

@@ -1,0 +1,72 @@
+"""The shell every Celery task is: validate the payload, restore the correlation id, run one
+async handler on the worker's loop.
+
+A payload that does not validate is rejected without requeue, so RabbitMQ dead-letters it to
+`<queue>.dlq` with the reason in the worker log; it never half-runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery import Task, shared_task
+from celery.exceptions import Reject
+from pydantic import BaseModel, ValidationError
+
+from shared.aio import worker_loop
+from shared.messages import CORRELATION_HEADER
+from shared.observability import set_correlation_id
+
+log = logging.getLogger(__name__)
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    retries: int
+    max_retries: int | None
+
+    @property
+    def is_last(self) -> bool:
+        return self.max_retries is not None and self.retries >= self.max_retries
+
+
+_attempt: ContextVar[Attempt | None] = ContextVar("attempt", default=None)
+
+
+def current_attempt() -> Attempt:
+    """Which delivery of the running task this is (a handler may record a final failure)."""
+    return _attempt.get() or Attempt(0, None)
+
+
+def task(
+    name: str,
+    payload: type[P],
+    **options: Any,
+) -> Callable[[Callable[[P], Coroutine[Any, Any, Any]]], Task]:
+    """Register `handler(payload)` (async) as Celery task `name` with `options` (retry policy)."""
+
+    def register(handler: Callable[[P], Coroutine[Any, Any, Any]]) -> Task:
+        @shared_task(name=name, bind=True, **options)
+        def shell(self: Task, *args: Any, **kwargs: Any) -> None:
+            headers = getattr(self.request, "headers", None) or {}
+            set_correlation_id(
+                headers.get(CORRELATION_HEADER) or getattr(self.request, CORRELATION_HEADER, None)
+            )
+            _attempt.set(Attempt(self.request.retries or 0, self.max_retries))
+            try:
+                command = payload.model_validate(kwargs)
+            except ValidationError as exc:
+                log.error("invalid payload for %s, dead-lettering: %s", name, exc)
+                reason = f"invalid payload: {exc.error_count()} error(s)"
+                raise Reject(reason, requeue=False) from exc
+            worker_loop.run(handler(command))
+
+        shell.__doc__ = handler.__doc__
+        return shell
+
+    return register

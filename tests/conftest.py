@@ -1,0 +1,37 @@
+"""Session fixtures: the real stack (RabbitMQ, PostgreSQL, the APIs, the pools, the Stripe
+emulator and the SMTP sink) is started once, lazily, for the tests that ask for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.shop import Shop
+from tests.support.stack import BROKER_PROXY_PORT, Stack, build_stack
+from tests.support.tcp_proxy import CuttableProxy
+
+
+@pytest.fixture(scope="session")
+def broker_proxy() -> Iterator[CuttableProxy]:
+    proxy = CuttableProxy(BROKER_PROXY_PORT, "127.0.0.1", 5672)
+    proxy.start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture(scope="session")
+def stack(broker_proxy: CuttableProxy) -> Iterator[Stack]:
+    running = build_stack()
+    try:
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture(scope="session")
+async def shop(stack: Stack) -> AsyncIterator[Shop]:
+    client = Shop(stack)
+    yield client
+    await client.close()

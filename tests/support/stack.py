@@ -1,0 +1,172 @@
+"""The whole stack, started for the test session on its own ports, databases and vhost.
+
+It runs the same process plan as `make up` (deploy/local/stack.py), so the end-to-end tests
+exercise what a developer starts. Each process logs to var/test-logs/<name>.log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from deploy.local.stack import Ports, Process, plan
+from shared.queues import Pool
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = Ports(orders=18001, inventory=18002, notifications=18003, stripe=22111, smtp=21025)
+BROKER_PROXY_PORT = 35672
+VHOST = "doorbuster-test"
+DB_PREFIX = "doorbuster_test"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+
+
+def fresh_vhost() -> None:
+    """A clean RabbitMQ vhost per session: no messages or queues left from a previous run."""
+    rabbitmqctl("delete_vhost", VHOST)
+    created = rabbitmqctl("add_vhost", VHOST)
+    if created.returncode != 0:
+        raise RuntimeError(f"cannot create vhost {VHOST}: {created.stderr}")
+    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+
+
+async def drop_test_databases() -> None:
+    connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        for service in ("orders", "inventory", "notifications"):
+            await connection.execute(
+                f'DROP DATABASE IF EXISTS "{DB_PREFIX}_{service}" WITH (FORCE)'
+            )
+    finally:
+        await connection.close()
+
+
+def test_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DOORBUSTER_ENV": "test",
+        "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+        "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{PORTS.stripe}",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(PORTS.smtp),
+        "STOREFRONT_API_KEYS": "",
+        "ADMIN_API_KEYS": "",
+        "OUTBOX_RELAY_INTERVAL_SECONDS": "0.5",
+        "OUTBOX_RELAY_GRACE_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    maildir: Path
+    logs: Path
+    processes: dict[str, Process] = field(default_factory=dict)
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{PORTS.service(service)}"
+
+    @property
+    def stripe_url(self) -> str:
+        return f"http://127.0.0.1:{PORTS.stripe}"
+
+    def start(self, name: str) -> None:
+        process = self.processes[name]
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.running[name] = subprocess.Popen(
+            process.argv, cwd=ROOT, env={**self.env, **process.env}, stdout=log, stderr=log
+        )
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, wait: float = 15) -> None:
+        popen = self.running.pop(name)
+        popen.send_signal(sig)
+        try:
+            popen.wait(wait)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+    def start_all(self) -> None:
+        for name in self.processes:
+            self.start(name)
+        self.wait_healthy()
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for name, process in self.processes.items():
+            while process.health_url:
+                exited = self.running[name].poll()
+                if exited is not None:
+                    raise RuntimeError(f"{name} exited with {exited}; see {self.logs}/{name}.log")
+                if answers(process.health_url):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not healthy in {timeout}s; see {self.logs}")
+                time.sleep(0.2)
+
+
+def answers(url: str) -> bool:
+    """An HTTP health URL answers 200, or a tcp://host:port accepts a connection."""
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").partition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def build_stack() -> Stack:
+    asyncio.run(drop_test_databases())
+    fresh_vhost()
+    env = test_env()
+    subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True)
+    maildir = ROOT / "var" / "test-mail"
+    logs = ROOT / "var" / "test-logs"
+    shutil.rmtree(maildir, ignore_errors=True)
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    maildir.parent.mkdir(parents=True, exist_ok=True)
+    processes = plan(PORTS, {pool: 1 for pool in Pool}, True, True, str(maildir))
+    stack = Stack(env=env, maildir=maildir, logs=logs)
+    for process in processes:
+        stack.processes[process.name] = process
+    # The orders API reaches the broker through a proxy the outbox tests can cut.
+    orders_api = stack.processes["orders-api"]
+    orders_api.env["RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{BROKER_PROXY_PORT}/{VHOST}"
+    return stack
+
+
+async def db_fetch(service: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """Read a service's test database directly (assertions only; the code under test never
+    reads another service's database)."""
+    connection = await asyncpg.connect(f"{PG_SERVER}/{DB_PREFIX}_{service}")
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()

@@ -1,0 +1,95 @@
+"""The Celery app every pool is made from, configured from `shared.queues` and settings.
+
+Settings follow Celery's guidance for tasks that must not be lost: JSON only (pickle refused),
+late acks, reject on a lost worker (the message goes back to the queue), failures after the
+last retry rejected without requeue (so RabbitMQ dead-letters them to `<queue>.dlq`), and task
+events on so that Flower works.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, signals
+from kombu import Exchange, Queue
+
+from shared.config import Settings, get_settings
+from shared.observability import configure_logging
+from shared.queues import (
+    POOL_QUEUE,
+    ROUTES,
+    TASK_EXCHANGE,
+    Pool,
+    QueueName,
+    queue_arguments,
+)
+
+# Which service task modules each pool runs. A pool is an entry point, not a service.
+POOL_TASK_MODULES: dict[Pool, tuple[str, ...]] = {
+    Pool.PAYMENTS: ("services.orders.tasks",),
+    Pool.ORDERS: ("services.orders.tasks", "services.inventory.tasks"),
+    Pool.NOTIFICATIONS: ("services.notifications.tasks",),
+    Pool.BULK: ("services.notifications.tasks",),
+}
+
+
+@signals.setup_logging.connect
+def _logging(**_: object) -> None:
+    """Workers log like the services: structured JSON with correlation ids."""
+    settings = get_settings()
+    configure_logging("worker", settings.log_level, settings.log_json)
+
+
+def celery_queues(queue_type: str) -> list[Queue]:
+    exchange = Exchange(TASK_EXCHANGE, type="direct", durable=True)
+    return [
+        Queue(
+            queue.value,
+            exchange,
+            routing_key=queue.value,
+            durable=True,
+            queue_arguments=queue_arguments(queue, queue_type),
+        )
+        for queue in QueueName
+    ]
+
+
+def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if pool is None:  # every task, e.g. for Flower or the ops CLI
+        modules = sorted({module for group in POOL_TASK_MODULES.values() for module in group})
+    else:
+        modules = list(POOL_TASK_MODULES[pool])
+    app = Celery(f"doorbuster-{pool or 'all'}", broker=settings.rabbitmq_url, include=modules)
+    app.conf.update(
+        task_queues=celery_queues(settings.queue_type),
+        task_routes={
+            name.value: {"queue": route.queue.value, "routing_key": route.queue.value}
+            for name, route in ROUTES.items()
+        },
+        task_default_queue=QueueName.ORDERS.value,
+        task_default_exchange=TASK_EXCHANGE,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_expires=3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=False,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"confirm_publish": True},
+        broker_heartbeat=10,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        enable_utc=True,
+    )
+    if pool is not None:
+        app.conf.task_default_queue = POOL_QUEUE[pool].value
+    return app
+
+
+def flower_app() -> Celery:
+    """All tasks, no queue of its own: what Flower and remote control talk through."""
+    return make_celery(None)
