@@ -14,9 +14,9 @@ import pytest
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import QueueName, TaskName
-from tests.support.stack import ROOT, rabbitmqctl
+from tests.support.stack import ROOT, SLOT, rabbitmqctl
 
-VHOST = "doorbuster-probe"
+VHOST = f"doorbuster-probe{SLOT or ''}"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 BACKLOG = 300
 

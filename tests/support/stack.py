@@ -24,10 +24,20 @@ from deploy.local.stack import Ports, Process, plan
 from shared.queues import Pool
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = Ports(orders=18001, inventory=18002, notifications=18003, stripe=22111, smtp=21025)
-BROKER_PROXY_PORT = 35672
-VHOST = "doorbuster-test"
-DB_PREFIX = "doorbuster_test"
+# Several checkouts may run their suites at once on one machine: each picks a slot, which gives
+# it its own ports, vhost, databases and folders.
+SLOT = int(os.environ.get("DOORBUSTER_TEST_SLOT", "0"))
+_OFFSET = SLOT * 100
+PORTS = Ports(
+    orders=18001 + _OFFSET,
+    inventory=18002 + _OFFSET,
+    notifications=18003 + _OFFSET,
+    stripe=22111 + _OFFSET,
+    smtp=21025 + _OFFSET,
+)
+BROKER_PROXY_PORT = 35672 + _OFFSET
+VHOST = f"doorbuster-test{SLOT or ''}"
+DB_PREFIX = f"doorbuster_test{SLOT or ''}"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
@@ -146,8 +156,8 @@ def build_stack() -> Stack:
     fresh_vhost()
     env = test_env()
     subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True)
-    maildir = ROOT / "var" / "test-mail"
-    logs = ROOT / "var" / "test-logs"
+    maildir = ROOT / "var" / f"test-mail{SLOT or ''}"
+    logs = ROOT / "var" / f"test-logs{SLOT or ''}"
     shutil.rmtree(maildir, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
