@@ -28,6 +28,9 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
+audit: $(STAMP)
+	$(BIN)/python -m ops.audit
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

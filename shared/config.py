@@ -38,8 +38,10 @@ class Settings(BaseSettings):
     orders_database_url: str | None = None
     inventory_database_url: str | None = None
     notifications_database_url: str | None = None
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # Per process. Every service and pool process has its own pool; PostgreSQL's default of 100
+    # connections must hold them all (7 processes x 10 locally).
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
 
     stripe_api_base: str = "http://127.0.0.1:12111"
     stripe_api_key: str = "sk_test_doorbuster"
@@ -56,6 +58,7 @@ class Settings(BaseSettings):
 
     # How long an order may hold reserved units before the sweep releases them.
     reservation_timeout_seconds: int = 15 * 60
+    reservation_sweep_interval_seconds: float = 30.0
     # The outbox relay re-publishes rows older than this that were not confirmed right after commit.
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0

@@ -54,3 +54,9 @@ class SendOrderMail(Payload):
     total: int | None = None
     currency: str | None = None
     reason: str | None = None
+
+
+class ExpireReservations(Payload):
+    """Sweep orders older than this (default: RESERVATION_TIMEOUT_SECONDS)."""
+
+    older_than_seconds: int | None = Field(default=None, ge=0)

@@ -7,6 +7,7 @@ a worker process, never at import, and disposed on shutdown.
 from __future__ import annotations
 
 import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -36,7 +37,7 @@ class Database:
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
             return False
 
     async def dispose(self) -> None:
@@ -60,3 +61,25 @@ async def create_database_if_missing(url: str) -> bool:
         return True
     finally:
         await connection.close()
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database or network failure that a retry may outlive (restart, failover, a full
+    connection table), as opposed to a bug or bad data that no retry fixes."""
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        )
+    return isinstance(
+        error,
+        (
+            sa_exc.TimeoutError,  # no connection free in the pool in time
+            asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.TooManyConnectionsError,
+            asyncpg.InterfaceError,
+            ConnectionError,
+            TimeoutError,
+            OSError,
+        ),
+    )

@@ -80,7 +80,7 @@ class Publisher:
                 try:
                     await self.connect()
                     log.info("publisher connected to the broker")
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure: try again later
                     log.warning("broker not reachable yet: %s", exc)
                     await self._close_quietly()
                     await asyncio.sleep(retry_seconds)

@@ -53,6 +53,7 @@ class TaskName(StrEnum):
     RESERVE = "inventory.reserve"
     RELEASE = "inventory.release"
     COMMIT = "inventory.commit"
+    RETURN = "inventory.return"
     APPLY_RESERVATION = "orders.apply_reservation"
     EXPIRE_RESERVATIONS = "orders.expire_reservations"
     SEND_ORDER_MAIL = "notifications.send_order_mail"
@@ -71,6 +72,7 @@ ROUTES: dict[TaskName, Route] = {
     TaskName.RESERVE: Route(QueueName.ORDERS, 7),
     TaskName.RELEASE: Route(QueueName.ORDERS, 7),
     TaskName.COMMIT: Route(QueueName.ORDERS, 7),
+    TaskName.RETURN: Route(QueueName.ORDERS, 7),
     TaskName.APPLY_RESERVATION: Route(QueueName.ORDERS, 7),
     TaskName.EXPIRE_RESERVATIONS: Route(QueueName.ORDERS, 7),
     TaskName.SEND_ORDER_MAIL: Route(QueueName.TRANSACTIONAL, 5),

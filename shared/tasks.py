@@ -8,6 +8,7 @@ A payload that does not validate is rejected without requeue, so RabbitMQ dead-l
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -18,11 +19,18 @@ from celery.exceptions import Reject
 from pydantic import BaseModel, ValidationError
 
 from shared.aio import worker_loop
+from shared.db import is_transient
 from shared.messages import CORRELATION_HEADER
 from shared.observability import set_correlation_id
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
+# Enough for a database or broker restart of a few minutes: 1, 2, 4 ... 30 s (jittered).
+INFRASTRUCTURE_RETRIES = 20
+
+
+def infrastructure_backoff(retries: int) -> float:
+    return random.uniform(0.5, min(30.0, 2.0**retries))
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,19 @@ def task(
                 log.error("invalid payload for %s, dead-lettering: %s", name, exc)
                 reason = f"invalid payload: {exc.error_count()} error(s)"
                 raise Reject(reason, requeue=False) from exc
-            worker_loop.run(handler(command))
+            try:
+                worker_loop.run(handler(command))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                # The database or the network is away (restart, failover): wait and retry,
+                # with exponential backoff and jitter, instead of failing the task.
+                log.warning("%s hit a transient error, retrying: %r", name, error)
+                raise self.retry(
+                    exc=error,
+                    countdown=infrastructure_backoff(self.request.retries or 0),
+                    max_retries=INFRASTRUCTURE_RETRIES,
+                ) from error
 
         shell.__doc__ = handler.__doc__
         return shell

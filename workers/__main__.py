@@ -1,4 +1,5 @@
-"""Start one worker pool: `python -m workers <pool> [--concurrency N] [--pool-type T]`.
+"""Start one worker pool: `python -m workers <pool> [--concurrency N] [--pool-type T]`,
+or the scheduler of periodic tasks: `python -m workers beat` (one per deployment).
 
 One command per pool, scaled by running more of them (locally, on Kubernetes through KEDA).
 Each pool consumes exactly its own queue, with defaults measured for its kind of work.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import socket
 from dataclasses import dataclass
 
@@ -44,13 +46,24 @@ def worker_argv(pool: Pool, concurrency: int, pool_type: str, name: str | None) 
     ]
 
 
+def run_beat(schedule: str) -> None:
+    from workers.app import beat_app
+
+    beat_app().start(["beat", f"--schedule={schedule}", "--loglevel=INFO"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
-    parser.add_argument("pool", choices=[pool.value for pool in Pool])
+    parser.add_argument("pool", choices=[pool.value for pool in Pool] + ["beat"])
+    parser.add_argument("--schedule", default="var/celerybeat-schedule", help="beat only")
     parser.add_argument("-c", "--concurrency", type=int)
     parser.add_argument("-P", "--pool-type", choices=["prefork", "threads", "solo", "gevent"])
     parser.add_argument("-n", "--name", help="worker node name (default: <pool>@<host>)")
     args = parser.parse_args(argv)
+    if args.pool == "beat":
+        os.makedirs(os.path.dirname(args.schedule) or ".", exist_ok=True)
+        run_beat(args.schedule)
+        return
     pool = Pool(args.pool)
     defaults = DEFAULTS[pool]
     module = importlib.import_module(f"workers.{pool.value}")

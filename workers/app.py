@@ -19,6 +19,7 @@ from shared.queues import (
     TASK_EXCHANGE,
     Pool,
     QueueName,
+    TaskName,
     queue_arguments,
 )
 
@@ -93,3 +94,22 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
 def flower_app() -> Celery:
     """All tasks, no queue of its own: what Flower and remote control talk through."""
     return make_celery(None)
+
+
+def beat_app() -> Celery:
+    """The scheduler: one per deployment, it only publishes the periodic tasks."""
+    settings = get_settings()
+    app = make_celery(None, settings)
+    app.conf.beat_schedule = {
+        TaskName.EXPIRE_RESERVATIONS.value: {
+            "task": TaskName.EXPIRE_RESERVATIONS.value,
+            "schedule": settings.reservation_sweep_interval_seconds,
+            "options": {
+                "queue": ROUTES[TaskName.EXPIRE_RESERVATIONS].queue.value,
+                "priority": ROUTES[TaskName.EXPIRE_RESERVATIONS].priority,
+                # A sweep not started within one interval is superseded by the next one.
+                "expires": settings.reservation_sweep_interval_seconds,
+            },
+        },
+    }
+    return app

@@ -6,6 +6,7 @@ ports, database names and RabbitMQ vhost, so what is tested is what a developer 
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -67,6 +68,8 @@ def plan(
                     str(ports.stripe),
                 ],
                 f"http://{host}:{ports.stripe}/_emulator/healthz",
+                # Signed webhooks go to the orders API, as Stripe's would.
+                {"STRIPE_EMULATOR_WEBHOOK_URL": f"http://{host}:{ports.orders}/v1/stripe/webhook"},
             )
         )
     if with_sink:
@@ -103,6 +106,10 @@ def plan(
                     "--port",
                     str(port),
                     "--no-access-log",
+                    # Longer than any client's or load balancer's idle timeout, so the server
+                    # never closes a kept-alive connection a client is about to reuse.
+                    "--timeout-keep-alive",
+                    "75",
                 ],
                 f"http://{host}:{port}/readyz",
             )
@@ -113,4 +120,6 @@ def plan(
             processes.append(
                 Process(name, [python, "-m", "workers", pool.value, "--name", f"{name}@%h"])
             )
+    schedule = os.path.join(os.path.dirname(maildir), "celerybeat-schedule")
+    processes.append(Process("beat", [python, "-m", "workers", "beat", "--schedule", schedule]))
     return processes

@@ -18,6 +18,7 @@ class ReservationStatus(StrEnum):
     REJECTED = "rejected"
     COMMITTED = "committed"
     RELEASED = "released"
+    RETURNED = "returned"  # paid, then refunded: the units went back into stock
 
 
 class ProductNotFound(LookupError):

@@ -172,15 +172,36 @@ async def release_reservation(uow: UnitOfWork, command: OrderRef) -> None:
     await _settle(uow, command.order_id, ReservationStatus.RELEASED, take_from_stock=False)
 
 
+async def return_units(uow: UnitOfWork, command: OrderRef) -> None:
+    """The paid order was refunded: its units go back into stock."""
+    async with uow:
+        row = await _locked_reservation(uow, command.order_id)
+        if row is None or row.status != ReservationStatus.COMMITTED:
+            log.info("reservation %s is not committed; nothing to return", command.order_id)
+            return
+        for line in sorted(row.lines, key=lambda line: line["sku"]):
+            await uow.session.execute(
+                update(products)
+                .where(products.c.sku == line["sku"])
+                .values(stock=products.c.stock + line["quantity"], updated_at=func.now())
+            )
+        await _set_reservation(uow, command.order_id, ReservationStatus.RETURNED)
+        await uow.commit()
+
+
+async def _locked_reservation(uow: UnitOfWork, order_id: str) -> Any:
+    return (
+        await uow.session.execute(
+            select(reservations).where(reservations.c.order_id == order_id).with_for_update()
+        )
+    ).first()
+
+
 async def _settle(
     uow: UnitOfWork, order_id: str, outcome: ReservationStatus, take_from_stock: bool
 ) -> None:
     async with uow:
-        row = (
-            await uow.session.execute(
-                select(reservations).where(reservations.c.order_id == order_id).with_for_update()
-            )
-        ).first()
+        row = await _locked_reservation(uow, order_id)
         if row is None or row.status != ReservationStatus.RESERVED:
             log.info(
                 "reservation %s is %s; nothing to %s",

@@ -25,3 +25,9 @@ async def commit(command: OrderRef) -> None:
 async def release(command: OrderRef) -> None:
     """Give an unpaid order's reserved units back."""
     await handlers.release_reservation((await worker_runtime.get()).uow(), command)
+
+
+@task(TaskName.RETURN, OrderRef)
+async def return_units(command: OrderRef) -> None:
+    """Put a refunded order's units back into stock."""
+    await handlers.return_units((await worker_runtime.get()).uow(), command)

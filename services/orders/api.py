@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from sqlalchemy.engine import RowMapping
 
-from services.orders import handlers
+from services.orders import handlers, webhooks
+from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
 from shared.pagination import decode_cursor, encode_cursor
@@ -99,7 +100,7 @@ async def get_order(
     """One order with its current status."""
     try:
         return to_order(await handlers.get_order(runtime_of(request).uow(), order_id))
-    except handlers.OrderNotFound as exc:
+    except OrderNotFound as exc:
         raise _not_found(order_id) from exc
 
 
@@ -120,3 +121,49 @@ async def list_orders(
         last = rows[limit - 1]
         next_cursor = encode_cursor([last["created_at"].isoformat(), last["id"]])
     return OrderList(items=[to_order(row) for row in rows[:limit]], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=Order,
+    responses={202: {"model": Order}, 409: {"description": "The order is final"}},
+)
+async def cancel_order(
+    order_id: Annotated[str, Path(max_length=40)],
+    request: Request,
+    response: Response,
+    _: StorefrontKey,
+) -> Order:
+    """Cancel an order. `pending`/`reserved`: cancelled now, units released (200).
+    `paid`: refunded through Stripe (202; the order becomes `refunded` when the refund is
+    done, `payment.status` is `refund_pending` meanwhile). A final order: 409."""
+    try:
+        row = await handlers.cancel_order(runtime_of(request).uow(), order_id)
+    except OrderNotFound as exc:
+        raise _not_found(order_id) from exc
+    except handlers.OrderIsFinal as exc:
+        raise Problem(
+            409, "order-is-final", f"The order is {exc} and cannot be cancelled."
+        ) from exc
+    if row["status"] == "paid":
+        response.status_code = 202
+    return to_order(row)
+
+
+webhook_router = APIRouter(tags=["stripe"])
+
+
+@webhook_router.post("/v1/stripe/webhook", responses={400: {"description": "Bad signature"}})
+async def stripe_webhook(request: Request) -> dict[str, bool]:
+    """Stripe events, signed with `STRIPE_WEBHOOK_SECRET` (no bearer key).
+    `payment_intent.succeeded` and `payment_intent.payment_failed` reconcile their order."""
+    runtime = runtime_of(request)
+    try:
+        event = webhooks.verify(
+            await request.body(),
+            request.headers.get("stripe-signature"),
+            runtime.settings.stripe_webhook_secret,
+        )
+    except webhooks.InvalidWebhook as exc:
+        raise Problem(400, "invalid-webhook", f"Webhook refused: {exc}") from exc
+    return {"received": True, "applied": await webhooks.reconcile(runtime.uow(), event)}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 
@@ -18,18 +18,18 @@ from services.orders.domain import (
     key_scope,
     new_order_id,
     order_total,
-    transition,
 )
-from services.orders.payments import ChargeOutcome, StripeGateway
-from shared.contracts import MailKind, OrderRef, ReservationResult
+from services.orders.repository import (
+    emit_mail,
+    load_order,
+    set_payment,
+    set_status,
+)
+from shared.contracts import ReservationResult
 from shared.queues import TaskName
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-
-class OrderNotFound(LookupError):
-    pass
 
 
 class IdempotencyKeyReused(Exception):
@@ -78,7 +78,7 @@ async def place_order(uow: UnitOfWork, command: PlaceOrder) -> Placed:
         if previous is not None:
             if previous.fingerprint != digest:
                 raise IdempotencyKeyReused
-            return Placed(await _order(uow, previous.order_id), replayed=True)
+            return Placed(await load_order(uow, previous.order_id), replayed=True)
         order_id = new_order_id()
         body = command.body
         items = [{**item, "unit_price": None} for item in body["items"]]
@@ -110,19 +110,9 @@ async def place_order(uow: UnitOfWork, command: PlaceOrder) -> Placed:
         return Placed(row, replayed=False)
 
 
-async def _order(uow: UnitOfWork, order_id: str, lock: bool = False) -> RowMapping:
-    query = select(orders).where(orders.c.id == order_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await uow.session.execute(query)).mappings().first()
-    if row is None:
-        raise OrderNotFound(order_id)
-    return row
-
-
 async def get_order(uow: UnitOfWork, order_id: str) -> RowMapping:
     async with uow:
-        return await _order(uow, order_id)
+        return await load_order(uow, order_id)
 
 
 async def list_orders(
@@ -141,7 +131,7 @@ async def list_orders(
 async def apply_reservation(uow: UnitOfWork, result: ReservationResult) -> None:
     """Record the inventory's answer: price and charge a reserved order, or reject it."""
     async with uow:
-        order = await _order(uow, result.order_id, lock=True)
+        order = await load_order(uow, result.order_id, lock=True)
         if order["status"] != OrderStatus.PENDING:
             if result.outcome == "reserved" and order["status"] == OrderStatus.CANCELLED:
                 # Cancelled while the reservation was on its way: give the units back.
@@ -154,7 +144,7 @@ async def apply_reservation(uow: UnitOfWork, result: ReservationResult) -> None:
             return
         if result.outcome == "reserved":
             lines = [line.model_dump() for line in result.lines]
-            await _set(
+            await set_status(
                 uow,
                 order,
                 OrderStatus.RESERVED,
@@ -164,96 +154,67 @@ async def apply_reservation(uow: UnitOfWork, result: ReservationResult) -> None:
             )
             uow.emit(TaskName.CHARGE, order_id=order["id"])
         else:
-            await _set(uow, order, OrderStatus.REJECTED, reason=result.reason)
-            _mail(uow, order, "order_rejected", reason=result.reason)
+            await set_status(uow, order, OrderStatus.REJECTED, reason=result.reason)
+            emit_mail(uow, order, "order_rejected", reason=result.reason)
         await uow.commit()
 
 
-async def charge_order(uow: UnitOfWork, gateway: StripeGateway, command: OrderRef) -> None:
-    """Charge a reserved order once, then record paid or payment_failed.
+class OrderIsFinal(Exception):
+    """A final order cannot be cancelled (409)."""
 
-    The provider call happens outside any transaction; the idempotency key makes a repeat of
-    it harmless, and the status is re-checked under a row lock before anything is written.
+
+async def cancel_order(uow: UnitOfWork, order_id: str) -> RowMapping:
+    """Cancel an unpaid order at once (units released); refund a paid one asynchronously."""
+    async with uow:
+        order = await load_order(uow, order_id, lock=True)
+        if order["status"] in (OrderStatus.PENDING, OrderStatus.RESERVED):
+            await _cancel(uow, order, reason="requested")
+        elif order["status"] == OrderStatus.PAID:
+            if order["payment_status"] != "refund_pending":
+                await set_payment(uow, order, payment_status="refund_pending")
+                uow.emit(TaskName.REFUND, order_id=order_id)
+        else:
+            raise OrderIsFinal(order["status"])
+        await uow.commit()
+    return await get_order(uow, order_id)
+
+
+async def _cancel(uow: UnitOfWork, order: RowMapping, reason: str) -> None:
+    await set_status(uow, order, OrderStatus.CANCELLED, reason=reason)
+    uow.emit(TaskName.RELEASE, order_id=order["id"])
+    emit_mail(uow, order, "order_cancelled", reason=reason)
+
+
+async def expire_reservations(uow: UnitOfWork, older_than: timedelta, batch: int = 200) -> int:
+    """Cancel orders that never finished (reason `reservation_expired`), releasing their units.
+
+    A charge task that arrives afterwards finds the order cancelled and charges nothing.
+    Rows are taken with SKIP LOCKED, so concurrent sweeps share the work.
     """
-    async with uow:
-        order = await _order(uow, command.order_id)
-    if order["status"] != OrderStatus.RESERVED:
-        log.info("order %s is %s: nothing to charge", order["id"], order["status"])
-        return
-    outcome = await gateway.charge(
-        order["id"], order["total"], order["currency"], order["payment_method"]
-    )
-    async with uow:
-        order = await _order(uow, command.order_id, lock=True)
-        if order["status"] == OrderStatus.RESERVED:
-            _record_charge(uow, order, outcome)
-            await _set_after_charge(uow, order, outcome)
-        elif outcome.succeeded and order["payment_intent_id"] is None:
-            # Cancelled or expired while the provider was charging: pay the money back.
-            log.warning(
-                "order %s became %s during its charge; refunding", order["id"], order["status"]
+    expired = 0
+    while True:
+        async with uow:
+            rows = (
+                (
+                    await uow.session.execute(
+                        select(orders)
+                        .where(
+                            orders.c.status.in_((OrderStatus.PENDING, OrderStatus.RESERVED)),
+                            orders.c.created_at < func.now() - older_than,
+                        )
+                        .order_by(orders.c.created_at)
+                        .limit(batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .mappings()
+                .all()
             )
-            await _set(
-                uow,
-                order,
-                OrderStatus(order["status"]),
-                check=False,
-                payment_status="succeeded",
-                payment_intent_id=outcome.intent_id,
-            )
-            uow.emit(TaskName.REFUND, order_id=order["id"])
-        await uow.commit()
-
-
-def _record_charge(uow: UnitOfWork, order: RowMapping, outcome: ChargeOutcome) -> None:
-    if outcome.succeeded:
-        uow.emit(TaskName.COMMIT, order_id=order["id"])
-        _mail(uow, order, "order_confirmation")
-    else:
-        uow.emit(TaskName.RELEASE, order_id=order["id"])
-        _mail(uow, order, "payment_failed", reason=outcome.reason)
-
-
-async def _set_after_charge(uow: UnitOfWork, order: RowMapping, outcome: ChargeOutcome) -> None:
-    if outcome.succeeded:
-        await _set(
-            uow,
-            order,
-            OrderStatus.PAID,
-            payment_status="succeeded",
-            payment_intent_id=outcome.intent_id,
-        )
-    else:
-        await _set(
-            uow,
-            order,
-            OrderStatus.PAYMENT_FAILED,
-            reason=outcome.reason,
-            payment_status="failed",
-            payment_intent_id=outcome.intent_id,
-        )
-
-
-async def _set(
-    uow: UnitOfWork, order: RowMapping, target: OrderStatus, check: bool = True, **values: Any
-) -> None:
-    """The one place an order's status is written, after the transition check."""
-    if check:
-        transition(order["id"], order["status"], target)
-    await uow.session.execute(
-        update(orders)
-        .where(orders.c.id == order["id"])
-        .values(status=target, updated_at=func.now(), **values)
-    )
-
-
-def _mail(uow: UnitOfWork, order: RowMapping, kind: MailKind, **extra: Any) -> None:
-    uow.emit(
-        TaskName.SEND_ORDER_MAIL,
-        order_id=order["id"],
-        kind=kind,
-        to=order["customer_email"],
-        total=order["total"],
-        currency=order["currency"],
-        **{key: value for key, value in extra.items() if value is not None},
-    )
+            for order in rows:
+                await _cancel(uow, order, reason="reservation_expired")
+            await uow.commit()
+        expired += len(rows)
+        if len(rows) < batch:
+            if expired:
+                log.info("expired %d order(s) older than %s", expired, older_than)
+            return expired

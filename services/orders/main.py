@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.orders.api import router
+from services.orders.api import router, webhook_router
 from services.orders.runtime import make_runtime
 from shared.service_app import create_service_app
 
@@ -15,5 +15,5 @@ def create_app() -> FastAPI:
         "Checkout and order state. `POST /v1/orders` answers 202; the order then moves "
         "`pending -> reserved -> paid` (or a final failure) asynchronously.",
         make_runtime,
-        [router],
+        [router, webhook_router],
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from services.orders import handlers
+from datetime import timedelta
+
+from services.orders import billing, handlers
 from services.orders.payments import TransientPaymentError
 from services.orders.runtime import worker_runtime
-from shared.contracts import OrderRef, ReservationResult
+from shared.contracts import ExpireReservations, OrderRef, ReservationResult
 from shared.queues import TaskName
 from shared.tasks import task
 
@@ -29,4 +31,21 @@ async def apply_reservation(result: ReservationResult) -> None:
 async def charge(command: OrderRef) -> None:
     """Charge a reserved order, at most once in effect."""
     runtime = await worker_runtime.get()
-    await handlers.charge_order(runtime.uow(), runtime.payments, command)
+    await billing.charge_order(runtime.uow(), runtime.payments, command)
+
+
+@task(TaskName.REFUND, OrderRef, **PAYMENT_RETRY)
+async def refund(command: OrderRef) -> None:
+    """Refund a charged order, at most once in effect."""
+    runtime = await worker_runtime.get()
+    await billing.refund_order(runtime.uow(), runtime.payments, command)
+
+
+@task(TaskName.EXPIRE_RESERVATIONS, ExpireReservations)
+async def expire_reservations(command: ExpireReservations) -> None:
+    """Cancel orders that never finished and release their units (run by beat)."""
+    runtime = await worker_runtime.get()
+    seconds = command.older_than_seconds
+    if seconds is None:
+        seconds = runtime.settings.reservation_timeout_seconds
+    await handlers.expire_reservations(runtime.uow(), timedelta(seconds=seconds))

@@ -5,26 +5,10 @@ from __future__ import annotations
 
 import time
 
-import stripe
-
 from deploy.local.smtp_sink import count_by_header
+from tests.support.emulator import intents_of
 from tests.support.shop import Shop, unique_sku
 from tests.support.stack import Stack
-
-
-def stripe_client(stack: Stack) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_doorbuster",
-        base_addresses={"api": stack.stripe_url},
-        http_client=stripe.HTTPXClient(allow_sync_methods=True),
-    )
-
-
-def intents_of(stack: Stack, order_id: str) -> list[stripe.PaymentIntent]:
-    intents = stripe_client(stack).v1.payment_intents.list({"limit": 100})
-    return [
-        pi for pi in intents.auto_paging_iter() if pi.metadata.to_dict().get("order_id") == order_id
-    ]
 
 
 async def test_an_order_is_paid_charged_once_and_confirmed_by_mail(stack: Stack, shop: Shop):

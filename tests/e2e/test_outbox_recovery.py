@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.e2e.test_checkout_flow import intents_of
+from tests.support.emulator import intents_of
 from tests.support.shop import Shop, unique_sku
 from tests.support.stack import Stack, db_fetch
 from tests.support.tcp_proxy import CuttableProxy

@@ -7,8 +7,8 @@ from deploy.local.smtp_sink import count_by_header
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import TaskName
-from tests.e2e.test_checkout_flow import intents_of
 from tests.support.broker import wait_drained
+from tests.support.emulator import intents_of
 from tests.support.shop import Shop, unique_sku
 from tests.support.stack import Stack, db_fetch
 

@@ -58,7 +58,16 @@ class Shop:
             "payment_method": payment_method,
         }
         headers = {**STOREFRONT, "Idempotency-Key": key or uuid.uuid4().hex}
-        return await self.orders.post("/v1/orders", json=body, headers=headers)
+        # A storefront retries a checkout whose connection broke: the Idempotency-Key makes
+        # that safe (the same order comes back, never a second one).
+        for attempt in range(3):
+            try:
+                return await self.orders.post("/v1/orders", json=body, headers=headers)
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def order(self, order_id: str) -> dict[str, Any]:
         response = await self.orders.get(f"/v1/orders/{order_id}", headers=STOREFRONT)
@@ -90,3 +99,16 @@ class Shop:
                     return mail
             await asyncio.sleep(0.1)
         raise AssertionError(f"no {kind} mail for {order_id} after {timeout}s")
+
+
+async def wait_status(
+    shop: Shop, order_id: str, status: str, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        order = await shop.order(order_id)
+        if order["status"] == status:
+            return order
+        if time.monotonic() > deadline:
+            raise AssertionError(f"order {order_id} is {order['status']}, not {status}")
+        await asyncio.sleep(0.1)

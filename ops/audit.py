@@ -1,0 +1,285 @@
+"""`make audit`: check the contract's five invariants across the three databases, the Stripe
+account (the emulator locally), the SMTP sink where it is local, and the dead-letter queues.
+
+Prints each invariant with its counts and exits non-zero on any violation. `--since` limits the
+order checks to orders created after a moment (a test checks only what it made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+import orjson
+import stripe
+from sqlalchemy.engine import make_url
+
+from shared.config import Settings, get_settings
+from shared.queues import QueueName, dead_letter_queue
+
+FINAL = ("paid", "rejected", "payment_failed", "cancelled", "refunded")
+# Constant SQL fragments (no user input): orders created after `--since`, if given.
+SINCE = "created_at >= coalesce($1, '-infinity'::timestamptz)"
+PAID_SINCE = f"payment_intent_id IS NOT NULL AND {SINCE}"
+
+
+@dataclass
+class Verdict:
+    name: str
+    checked: int = 0
+    violations: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+async def _fetch(settings: Settings, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    url = make_url(settings.service_database_url(service)).set(drivername="postgresql")
+    connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+async def orders_final(settings: Settings, since: datetime | None) -> Verdict:
+    verdict = Verdict("1. every accepted order reaches a final status")
+    rows = await _fetch(
+        settings,
+        "orders",
+        "SELECT id, status, created_at < now() - make_interval(secs => $1) AS overdue "
+        "FROM orders WHERE created_at >= coalesce($2, '-infinity'::timestamptz)",
+        float(settings.reservation_timeout_seconds),
+        since,
+    )
+    verdict.checked = len(rows)
+    verdict.notes = dict(Counter(row["status"] for row in rows))
+    verdict.violations = [
+        f"{row['id']} still {row['status']}"
+        for row in rows
+        if row["status"] not in FINAL and row["overdue"]
+    ]
+    return verdict
+
+
+def _succeeded_charges(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    client = stripe.StripeClient(
+        settings.stripe_api_key,
+        base_addresses={"api": settings.stripe_api_base},
+        http_client=stripe.HTTPXClient(allow_sync_methods=True),
+    )
+    charges: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for intent in client.v1.payment_intents.list({"limit": 100}).auto_paging_iter():
+        data = intent.to_dict()
+        order_id = (data.get("metadata") or {}).get("order_id")
+        if data["status"] == "succeeded" and order_id:
+            charges[order_id].append(data)
+    return charges
+
+
+async def charges_once(settings: Settings, since: datetime | None) -> Verdict:
+    verdict = Verdict("2. at most one successful charge per order; every paid order has one")
+    charges = await asyncio.to_thread(_succeeded_charges, settings)
+    rows = await _fetch(
+        settings,
+        "orders",
+        f"SELECT id, status, payment_status, payment_intent_id FROM orders WHERE {SINCE}",  # noqa: S608 - constant
+        since,
+    )
+    verdict.checked = len(rows)
+    for row in rows:
+        intents = charges.get(row["id"], [])
+        if len(intents) > 1:
+            verdict.violations.append(f"{row['id']} charged {len(intents)} times")
+        if row["status"] in ("paid", "refunded") and [i["id"] for i in intents] != [
+            row["payment_intent_id"]
+        ]:
+            verdict.violations.append(
+                f"{row['id']} is {row['status']} without exactly its one charge"
+            )
+        if (
+            row["status"] not in ("paid", "refunded")
+            and intents
+            and row["payment_status"] != "refunded"
+        ):
+            verdict.violations.append(
+                f"{row['id']} is {row['status']} but charged and not refunded"
+            )
+    verdict.notes = {"succeeded charges": sum(len(i) for i in charges.values())}
+    return verdict
+
+
+async def stock_consistent(settings: Settings, since: datetime | None) -> Verdict:
+    verdict = Verdict("3. stock >= 0, 0 <= reserved <= stock, units sold match paid orders")
+    products = await _fetch(settings, "inventory", "SELECT sku, stock, reserved FROM products")
+    held = await _fetch(
+        settings,
+        "inventory",
+        "SELECT line->>'sku' AS sku, sum((line->>'quantity')::int) AS units "
+        "FROM reservations, jsonb_array_elements(lines) AS line "
+        "WHERE status = 'reserved' GROUP BY 1",
+    )
+    held_by_sku = {row["sku"]: row["units"] for row in held}
+    verdict.checked = len(products)
+    for row in products:
+        if not (row["stock"] >= 0 and 0 <= row["reserved"] <= row["stock"]):
+            verdict.violations.append(
+                f"{row['sku']}: stock {row['stock']}, reserved {row['reserved']}"
+            )
+        if row["reserved"] != held_by_sku.get(row["sku"], 0):
+            verdict.violations.append(
+                f"{row['sku']}: reserved {row['reserved']} but open reservations hold "
+                f"{held_by_sku.get(row['sku'], 0)}"
+            )
+    committed = await _fetch(
+        settings, "inventory", "SELECT order_id FROM reservations WHERE status = 'committed'"
+    )
+    paid = await _fetch(
+        settings,
+        "orders",
+        f"SELECT id FROM orders WHERE status = 'paid' AND {SINCE}",  # noqa: S608 - constant
+        since,
+    )
+    sold = {row["order_id"] for row in committed}
+    unsettled = [row["id"] for row in paid if row["id"] not in sold]
+    verdict.notes = {"paid orders whose units are not yet taken from stock": len(unsettled)}
+    return verdict
+
+
+async def confirmations_once(
+    settings: Settings, since: datetime | None, maildir: str | None
+) -> Verdict:
+    verdict = Verdict("4. every paid order has exactly one order_confirmation sent")
+    paid = await _fetch(
+        settings,
+        "orders",
+        f"SELECT id FROM orders WHERE status IN ('paid', 'refunded') AND {PAID_SINCE}",  # noqa: S608
+        since,
+    )
+    sent = await _fetch(
+        settings,
+        "notifications",
+        "SELECT order_id, count(*) AS n FROM notifications "
+        "WHERE kind = 'order_confirmation' AND status = 'sent' GROUP BY 1",
+    )
+    sent_by_order = {row["order_id"]: row["n"] for row in sent}
+    delivered = _sink_counts(maildir)
+    verdict.checked = len(paid)
+    for row in paid:
+        if sent_by_order.get(row["id"], 0) != 1:
+            verdict.violations.append(
+                f"{row['id']}: {sent_by_order.get(row['id'], 0)} confirmations recorded"
+            )
+        in_sink = None if delivered is None else delivered.get(f"{row['id']}:order_confirmation", 0)
+        if in_sink not in (None, 1):
+            verdict.violations.append(f"{row['id']}: {in_sink} confirmations in the sink")
+    verdict.notes = {"sink checked": delivered is not None}
+    return verdict
+
+
+def _sink_counts(maildir: str | None) -> Counter[str] | None:
+    if not maildir or not os.path.isdir(maildir):
+        return None
+    from deploy.local.smtp_sink import count_by_header
+
+    return count_by_header(maildir, "X-Doorbuster-Key")
+
+
+async def dead_letters(settings: Settings, peek: int = 20) -> Verdict:
+    verdict = Verdict("5. no message sits in a dead-letter queue unexplained")
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        for queue in QueueName:
+            name = dead_letter_queue(queue)
+            declared = await channel.declare_queue(name, passive=True)
+            depth = declared.declaration_result.message_count or 0
+            verdict.notes[name] = depth
+            verdict.checked += depth
+            for _ in range(min(depth, peek)):
+                message = await declared.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                verdict.violations.append(f"{name}: {_describe(message)}")
+                await message.nack(requeue=True)
+    finally:
+        await connection.close()
+    return verdict
+
+
+def _describe(message: aio_pika.abc.AbstractIncomingMessage) -> str:
+    headers = message.headers or {}
+    deaths = headers.get("x-death") or [{}]
+    reason = deaths[0].get("reason", "?") if isinstance(deaths[0], dict) else "?"
+    task = headers.get("task", "?")
+    try:
+        kwargs = orjson.loads(message.body)[1]
+        order = kwargs.get("order_id", "") if isinstance(kwargs, dict) else ""
+    except (orjson.JSONDecodeError, IndexError, TypeError):
+        order = "(body not JSON)"
+    return f"task {task} {order} dead-lettered ({reason})".replace("  ", " ")
+
+
+async def run_audit(
+    settings: Settings, since: datetime | None, maildir: str | None
+) -> list[Verdict]:
+    checks = [
+        ("1. every accepted order reaches a final status", orders_final(settings, since)),
+        ("2. at most one successful charge per order", charges_once(settings, since)),
+        ("3. stock is consistent", stock_consistent(settings, since)),
+        ("4. one confirmation per paid order", confirmations_once(settings, since, maildir)),
+        ("5. no unexplained dead letters", dead_letters(settings)),
+    ]
+    verdicts = []
+    for name, check in checks:
+        try:
+            verdicts.append(await check)
+        except Exception as exc:  # noqa: BLE001 - an unreachable source is a failed check
+            verdicts.append(Verdict(name, violations=[f"could not check: {exc!r}"[:300]]))
+    return verdicts
+
+
+def render(verdicts: list[Verdict]) -> str:
+    lines = []
+    for verdict in verdicts:
+        mark = "OK  " if verdict.ok else "FAIL"
+        notes = ", ".join(f"{key}: {value}" for key, value in verdict.notes.items())
+        lines.append(f"[{mark}] {verdict.name} (checked {verdict.checked}; {notes})")
+        lines.extend(f"         - {violation}" for violation in verdict.violations[:20])
+        if len(verdict.violations) > 20:
+            lines.append(f"         ... and {len(verdict.violations) - 20} more")
+    failed = sum(not verdict.ok for verdict in verdicts)
+    lines.append(
+        "verdict: " + ("all invariants hold" if not failed else f"{failed} invariant(s) violated")
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make audit", description=__doc__)
+    parser.add_argument(
+        "--since", type=datetime.fromisoformat, help="only orders created after this"
+    )
+    parser.add_argument(
+        "--maildir", help="the local SMTP sink's Maildir (default var/mail when the sink is local)"
+    )
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    maildir = args.maildir or (None if os.environ.get("SMTP_HOST") else "var/mail")
+    verdicts = asyncio.run(run_audit(settings, args.since, maildir))
+    print(render(verdicts))
+    return 0 if all(verdict.ok for verdict in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

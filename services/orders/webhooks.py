@@ -1,0 +1,57 @@
+"""Stripe webhooks: verify the signature, then reconcile the order like the charge task would.
+
+A webhook and the charge task may both report the same PaymentIntent, in either order and more
+than once; `settle_charge` records the first and ignores the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import stripe
+
+from services.orders.billing import settle_charge
+from services.orders.payments import ChargeOutcome
+from services.orders.repository import OrderNotFound
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+RECONCILED = {"payment_intent.succeeded", "payment_intent.payment_failed"}
+
+
+class InvalidWebhook(ValueError):
+    """Missing or wrong `Stripe-Signature`, or not a Stripe event (400)."""
+
+
+def verify(payload: bytes, signature: str | None, secret: str) -> stripe.Event:
+    if not signature:
+        raise InvalidWebhook("missing Stripe-Signature header")
+    try:
+        return stripe.Webhook.construct_event(payload, signature, secret)
+    except (stripe.SignatureVerificationError, ValueError) as exc:
+        raise InvalidWebhook(str(exc)) from exc
+
+
+def outcome_of(event: stripe.Event) -> tuple[str | None, ChargeOutcome]:
+    intent = event.data.object.to_dict()
+    metadata = intent.get("metadata") or {}
+    succeeded = event.type == "payment_intent.succeeded"
+    error = intent.get("last_payment_error") or {}
+    reason = None if succeeded else (error.get("code") or "card_declined")
+    return metadata.get("order_id"), ChargeOutcome(succeeded, intent.get("id"), reason)
+
+
+async def reconcile(uow: UnitOfWork, event: stripe.Event) -> bool:
+    """Apply a payment event to its order; False when the event is not one we act on."""
+    if event.type not in RECONCILED:
+        return False
+    order_id, outcome = outcome_of(event)
+    if not order_id:
+        log.info("webhook %s carries no order id; ignored", event.id)
+        return False
+    try:
+        await settle_charge(uow, order_id, outcome)
+    except OrderNotFound:
+        log.warning("webhook %s names unknown order %s; ignored", event.id, order_id)
+        return False
+    return True

@@ -1,0 +1,199 @@
+"""The order lifecycle beyond the happy path: cancel, refund, expiry, webhooks, and a payment
+provider that fails for a while. Each through the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+
+import stripe
+
+from services.orders.payments import charge_idempotency_key
+from shared.messages import OutgoingTask
+from shared.publisher import Publisher
+from shared.queues import TaskName
+from tests.support import emulator
+from tests.support.shop import Shop, unique_sku, wait_status
+from tests.support.stack import Stack
+
+
+@contextlib.contextmanager
+def payments_pool_stopped(stack: Stack) -> Iterator[None]:
+    """Charges wait in their queue while the block runs; the pool then comes back."""
+    stack.stop("payments-pool")
+    try:
+        yield
+    finally:
+        stack.start("payments-pool")
+
+
+async def publish(stack: Stack, task: OutgoingTask) -> None:
+    publisher = Publisher(stack.env["RABBITMQ_URL"])
+    await publisher.connect()
+    try:
+        await publisher.publish(task)
+    finally:
+        await publisher.close()
+
+
+async def settle(seconds: float = 3.0) -> None:
+    """Long enough for a restarted pool to consume what waited for it."""
+    await asyncio.sleep(seconds)
+
+
+async def test_cancelling_a_reserved_order_releases_units_and_a_late_charge_charges_nothing(
+    stack: Stack, shop: Shop
+):
+    sku = unique_sku("CANCEL")
+    await shop.put_product(sku, stock=3)
+    with payments_pool_stopped(stack):
+        order_id = (await shop.place_order([(sku, 2)])).json()["id"]
+        await wait_status(shop, order_id, "reserved")
+        assert (await shop.product(sku))["reserved"] == 2
+
+        response = await shop.orders.post(
+            f"/v1/orders/{order_id}/cancel", headers={"Authorization": "Bearer dev-storefront"}
+        )
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["reason"]) == ("cancelled", "requested")
+    await settle()
+
+    assert (await shop.order(order_id))["status"] == "cancelled"
+    assert emulator.intents_of(stack, order_id) == []
+    product = await shop.product(sku)
+    assert (product["stock"], product["reserved"]) == (3, 0)
+    assert (await shop.wait_mail(order_id, "order_cancelled"))["status"] == "sent"
+
+
+async def test_cancelling_a_paid_order_refunds_it_once_and_returns_the_units(
+    stack: Stack, shop: Shop
+):
+    sku = unique_sku("REFUND")
+    await shop.put_product(sku, stock=5, price=1500)
+    order = await shop.wait_final((await shop.place_order([(sku, 2)])).json()["id"])
+    assert order["status"] == "paid"
+    await shop.wait_mail(order["id"], "order_confirmation")
+
+    headers = {"Authorization": "Bearer dev-storefront"}
+    first = await shop.orders.post(f"/v1/orders/{order['id']}/cancel", headers=headers)
+    again = await shop.orders.post(f"/v1/orders/{order['id']}/cancel", headers=headers)
+    assert first.status_code in (202, 409) and again.status_code in (202, 409)
+    assert first.status_code == 202
+    refunded = await wait_status(shop, order["id"], "refunded")
+
+    assert refunded["payment"]["status"] == "refunded"
+    refunds = emulator.refunds_of(stack, order["payment"]["intent_id"])
+    assert [refund.amount for refund in refunds] == [3000]
+    await settle(1)
+    product = await shop.product(sku)
+    assert (product["stock"], product["reserved"]) == (5, 0)
+
+    final = await shop.orders.post(f"/v1/orders/{order['id']}/cancel", headers=headers)
+    assert final.status_code == 409
+    assert final.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_reservations_that_never_finish_expire_and_their_charge_charges_nothing(
+    stack: Stack, shop: Shop
+):
+    sku = unique_sku("EXPIRE")
+    await shop.put_product(sku, stock=4)
+    with payments_pool_stopped(stack):
+        order_id = (await shop.place_order([(sku, 3)])).json()["id"]
+        await wait_status(shop, order_id, "reserved")
+        await publish(stack, OutgoingTask(TaskName.EXPIRE_RESERVATIONS, {"older_than_seconds": 0}))
+        expired = await wait_status(shop, order_id, "cancelled")
+        assert expired["reason"] == "reservation_expired"
+    await settle()
+
+    assert emulator.intents_of(stack, order_id) == []
+    product = await shop.product(sku)
+    assert (product["stock"], product["reserved"]) == (4, 0)
+    assert (await shop.order(order_id))["status"] == "cancelled"
+
+
+async def test_a_signed_webhook_reconciles_the_order_and_the_charge_task_adds_nothing(
+    stack: Stack, shop: Shop
+):
+    sku = unique_sku("WEBHOOK")
+    await shop.put_product(sku, stock=2, price=4200)
+    with payments_pool_stopped(stack):
+        order_id = (await shop.place_order([(sku, 1)])).json()["id"]
+        await wait_status(shop, order_id, "reserved")
+        # The provider charges (as if our charge call timed out after Stripe processed it);
+        # only its signed webhook tells the orders service.
+        intent = emulator.client(stack).v1.payment_intents.create(
+            {
+                "amount": 4200,
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+                "metadata": {"order_id": order_id},
+            },
+            {"idempotency_key": charge_idempotency_key(order_id) + "-webhook-test"},
+        )
+        paid = await wait_status(shop, order_id, "paid")
+        assert paid["payment"]["intent_id"] == intent.id
+    await settle()
+
+    assert [pi.id for pi in emulator.succeeded_charges(stack, order_id)] == [intent.id]
+    assert (await shop.wait_mail(order_id, "order_confirmation"))["status"] == "sent"
+
+
+async def test_a_webhook_with_a_bad_signature_is_refused(shop: Shop):
+    body = b'{"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {}}}'
+    for headers in ({}, {"Stripe-Signature": "t=1,v1=deadbeef"}):
+        response = await shop.orders.post(
+            "/v1/stripe/webhook",
+            content=body,
+            headers={"Content-Type": "application/json", **headers},
+        )
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_provider_errors_are_retried_with_backoff_and_charge_once(stack: Stack, shop: Shop):
+    sku = unique_sku("FLAKY")
+    await shop.put_product(sku, stock=2)
+    with emulator.faults(stack, failure_rate=1.0):
+        order_id = (await shop.place_order([(sku, 1)])).json()["id"]
+        await wait_status(shop, order_id, "reserved")
+        await asyncio.sleep(3)  # several failed attempts
+        assert (await shop.order(order_id))["status"] == "reserved"
+    started = time.monotonic()
+    order = await shop.wait_final(order_id, timeout=60)
+    print(f"paid {time.monotonic() - started:.1f}s after the provider recovered")
+    assert order["status"] == "paid"
+    assert len(emulator.succeeded_charges(stack, order_id)) == 1
+
+
+async def test_timeouts_that_hide_a_success_do_not_charge_twice(stack: Stack, shop: Shop):
+    sku = unique_sku("TIMEOUT")
+    await shop.put_product(sku, stock=10)
+    with emulator.faults(stack, timeout_rate=1.0, hang_seconds=1):
+        order_ids = [(await shop.place_order([(sku, 1)])).json()["id"] for _ in range(4)]
+        await asyncio.sleep(4)
+    orders = await asyncio.gather(
+        *(shop.wait_final(order_id, timeout=60) for order_id in order_ids)
+    )
+    assert {order["status"] for order in orders} == {"paid"}
+    for order_id in order_ids:
+        assert len(emulator.succeeded_charges(stack, order_id)) == 1
+
+
+def test_stripe_sdk_sees_the_emulator_decline_as_a_card_error(stack: Stack):
+    try:
+        emulator.client(stack).v1.payment_intents.create(
+            {
+                "amount": 100,
+                "currency": "usd",
+                "payment_method": "pm_card_chargeDeclined",
+                "confirm": True,
+            }
+        )
+    except stripe.CardError as error:
+        assert error.code == "card_declined"
+    else:
+        raise AssertionError("a declined card must raise CardError")
