@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit flower clean-venv
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,17 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -s
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
+
+## every fault scenario (kill -9 pools, broker and database restarts, Stripe and SMTP outages)
+faults: $(STAMP)
+	DOORBUSTER_FAULTS=full $(BIN)/python -m pytest -q -s tests/faults
 
 audit: $(STAMP)
 	$(BIN)/python -m ops.audit
