@@ -11,6 +11,7 @@ idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -78,22 +79,7 @@ class Outbox:
             ],
         )
 
-    async def publish_committed(
-        self, db: Database, publisher: Publisher, tasks: Sequence[OutgoingTask]
-    ) -> bool:
-        """Publish tasks whose rows are committed; mark them. False leaves them to the relay."""
-        if not tasks:
-            return True
-        try:
-            await publisher.publish_many(tasks)
-        except PublisherUnavailable as exc:
-            log.warning("publish after commit failed, the relay will retry: %s", exc)
-            return False
-        async with db.sessions.begin() as session:
-            await self._mark_published(session, [task.id for task in tasks])
-        return True
-
-    async def _mark_published(self, session: AsyncSession, task_ids: Sequence[str]) -> None:
+    async def mark_published(self, session: AsyncSession, task_ids: Sequence[str]) -> None:
         await session.execute(
             update(self.table)
             .where(self.table.c.task_id.in_(task_ids))
@@ -135,7 +121,7 @@ class Outbox:
                 .values(attempts=self.table.c.attempts + 1)
             )
             await publisher.publish_many(tasks)
-            await self._mark_published(session, [task.id for task in tasks])
+            await self.mark_published(session, [task.id for task in tasks])
         log.info("outbox relay published %d task(s)", len(tasks))
         return len(tasks)
 
@@ -182,3 +168,64 @@ class Relay:
             except Exception:
                 log.warning("outbox relay pass failed; retrying", exc_info=True)
             await asyncio.sleep(self._interval)
+
+
+class Dispatcher:
+    """Publishes committed outbox rows right after commit, off the request path.
+
+    A unit of work hands over its committed tasks and returns at once; this loop publishes
+    whatever has gathered (with confirms) and marks the whole batch in one UPDATE. If the
+    process dies first, or the broker refuses, the rows stay unpublished and the relay sends
+    them after its grace period.
+    """
+
+    def __init__(self, outbox: Outbox, db: Database, publisher: Publisher, max_batch: int = 500):
+        self._outbox, self._db, self._publisher = outbox, db, publisher
+        self._max_batch = max_batch
+        self._pending: list[OutgoingTask] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def submit(self, tasks: Sequence[OutgoingTask]) -> None:
+        if tasks:
+            self._pending.extend(tasks)
+            self._idle.clear()
+            self._wake.set()
+
+    async def stop(self, drain_seconds: float = 5.0) -> None:
+        """Publish what is left (briefly), then stop; the relay covers anything unsent."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_seconds):
+                if self._publisher.is_ready:
+                    await self._idle.wait()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._send(batch)
+            self._idle.set()
+
+    async def _send(self, batch: list[OutgoingTask]) -> None:
+        try:
+            await self._publisher.publish_many(batch)
+        except PublisherUnavailable as exc:
+            log.warning("publish after commit failed, the relay will retry: %s", exc)
+            return
+        try:
+            async with self._db.sessions.begin() as session:
+                await self._outbox.mark_published(session, [task.id for task in batch])
+        except Exception as exc:  # noqa: BLE001 - unmarked rows are only re-published (idempotent)
+            log.warning("could not mark %d outbox rows published: %r", len(batch), exc)

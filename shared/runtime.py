@@ -14,7 +14,7 @@ from sqlalchemy import Table
 
 from shared.config import Settings, get_settings
 from shared.db import Database
-from shared.outbox import Outbox, Relay
+from shared.outbox import Dispatcher, Outbox, Relay
 from shared.publisher import Publisher
 from shared.uow import UnitOfWork
 
@@ -30,13 +30,15 @@ class ServiceRuntime:
         )
         self.publisher = Publisher(self.settings.rabbitmq_url, self.settings.queue_type)
         self.outbox = Outbox(outbox_table)
+        self.dispatcher = Dispatcher(self.outbox, self.db, self.publisher)
         self._relay: Relay | None = None
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.db, self.outbox, self.publisher)
+        return UnitOfWork(self.db, self.outbox, self.dispatcher)
 
     async def start(self, relay: bool) -> None:
         self.publisher.connect_in_background()
+        self.dispatcher.start()
         if relay:
             self._relay = Relay(
                 self.outbox,
@@ -55,6 +57,7 @@ class ServiceRuntime:
     async def stop(self) -> None:
         if self._relay is not None:
             await self._relay.stop()
+        await self.dispatcher.stop()
         await self.publisher.close()
         await self.db.dispose()
 

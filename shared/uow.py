@@ -9,21 +9,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database
 from shared.messages import OutgoingTask
 from shared.observability import current_correlation_id
-from shared.outbox import Outbox
-from shared.publisher import Publisher
+from shared.outbox import Dispatcher, Outbox
 
 
 class UnitOfWork:
     """`async with uow:` opens a transaction; `emit` queues tasks; `commit` makes both durable.
 
-    Tasks emitted inside the unit are written to the outbox in the same transaction and
-    published right after commit; a rollback drops them with everything else.
+    Tasks emitted inside the unit are written to the outbox in the same transaction and handed
+    to the dispatcher right after commit; a rollback drops them with everything else.
     """
 
     session: AsyncSession
 
-    def __init__(self, db: Database, outbox: Outbox, publisher: Publisher):
-        self._db, self._outbox, self._publisher = db, outbox, publisher
+    def __init__(self, db: Database, outbox: Outbox, dispatcher: Dispatcher):
+        self._db, self._outbox, self._dispatcher = db, outbox, dispatcher
         self._emitted: list[OutgoingTask] = []
 
     async def __aenter__(self) -> UnitOfWork:
@@ -51,7 +50,7 @@ class UnitOfWork:
         emitted, self._emitted = self._emitted, []
         await self._outbox.add(self.session, emitted)
         await self.session.commit()
-        await self._outbox.publish_committed(self._db, self._publisher, emitted)
+        self._dispatcher.submit(emitted)
 
     async def rollback(self) -> None:
         self._emitted = []
