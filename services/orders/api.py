@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy.engine import RowMapping
 
 from services.orders import handlers
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
 from shared.pagination import decode_cursor, encode_cursor
+from shared.queues import QueueName
 from shared.service_app import runtime_of
+from shared.shedding import shed_if_backlogged
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 IdempotencyKey = Annotated[
@@ -52,6 +54,8 @@ def _not_found(order_id: str) -> Problem:
 @router.post(
     "",
     status_code=202,
+    # Checkout sheds last: the orders queue has the highest limit (docs/api.md).
+    dependencies=[Depends(shed_if_backlogged(QueueName.ORDERS))],
     response_model=Order,
     responses={
         400: {"description": "Idempotency-Key missing"},
