@@ -119,7 +119,10 @@ class RouteGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            rule = self._rule_for(scope)
+            rule, allowed = self._rule_for(scope)
+            if rule is None and allowed:
+                await _method_not_allowed(allowed)(scope, receive, send)
+                return
             if rule is not None:
                 try:
                     self._check(rule, scope)
@@ -149,14 +152,27 @@ class RouteGuard:
                 headers={"Accept-Post": "application/json"},
             )
 
-    def _rule_for(self, scope: Scope) -> _Rule | None:
+    def _rule_for(self, scope: Scope) -> tuple[_Rule | None, set[str]]:
+        """The rule of the route this request reaches, and the methods its path allows."""
         if self._rules is None:
             self._rules = list(_rules(scope["app"]))
         path, method = scope["path"], scope["method"]
+        allowed: set[str] = set()
         for rule in self._rules:
-            if method in rule.methods and rule.path.match(path):
-                return rule
-        return None
+            if rule.path.match(path):
+                if method in rule.methods:
+                    return rule, allowed
+                allowed |= rule.methods
+        return None, allowed
+
+
+def _method_not_allowed(allowed: set[str]) -> Any:
+    """405 with every method of the path in `Allow`: Starlette lists only the first route's,
+    though `GET /v1/orders` and `POST /v1/orders` are two routes."""
+    methods = ", ".join(sorted(allowed))
+    return problem_response(
+        405, "method-not-allowed", f"This path answers {methods} only.", {"Allow": methods}
+    )
 
 
 def _rules(app: FastAPI) -> Iterator[_Rule]:

@@ -74,6 +74,22 @@ def _problem_response(entry: dict[str, Any], status: int) -> None:
         entry["headers"] = {**entry.get("headers", {}), **_WWW_AUTHENTICATE}
 
 
+# A parameter the route checks itself (to answer its own problem, e.g. 400 for a missing
+# Idempotency-Key) is optional to FastAPI; `json_schema_extra=DOCUMENT_AS_REQUIRED` makes the
+# document say what the contract says: required.
+DOCUMENT_AS_REQUIRED = {"x-document-as-required": True}
+
+
+def _required_as_documented(operation: dict[str, Any]) -> None:
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        if schema.pop("x-document-as-required", False):
+            parameter["required"] = True
+            variants = [item for item in schema.pop("anyOf", []) if item.get("type") != "null"]
+            if len(variants) == 1:
+                schema.update(variants[0])
+
+
 def document_problems(schema: dict[str, Any], app: FastAPI) -> None:
     routes = {
         (route.path, method.lower()): route for route in api_routes(app) for method in route.methods
@@ -81,6 +97,7 @@ def document_problems(schema: dict[str, Any], app: FastAPI) -> None:
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             route = routes.get((path, method))
+            _required_as_documented(operation)
             responses = operation.setdefault("responses", {})
             if route is not None:
                 for status, description in problem_statuses(route).items():

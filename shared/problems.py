@@ -110,6 +110,9 @@ _UNSTORABLE_TEXT = (
 )
 
 
+_UNPARSEABLE = (UnicodeDecodeError, ValueError, RecursionError)
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     chain, seen = [], set()
     current: BaseException | None = exc
@@ -165,6 +168,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, _UNPARSEABLE):
+            # FastAPI's "error parsing the body" (not UTF-8, too deep, too many digits): the
+            # body is as invalid as broken JSON, which FastAPI itself answers with 422.
+            return validation_problem([{"field": "body", "message": "is not valid UTF-8 JSON"}])
         phrase = HTTPStatus(exc.status_code).phrase
         slug = phrase.lower().replace(" ", "-")
         detail = exc.detail if isinstance(exc.detail, str) else phrase

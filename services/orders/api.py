@@ -11,6 +11,7 @@ from sqlalchemy.engine import RowMapping
 from services.orders import handlers
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
+from shared.openapi import DOCUMENT_AS_REQUIRED
 from shared.pagination import decode_cursor, encode_cursor
 from shared.queues import QueueName
 from shared.service_app import runtime_of
@@ -21,8 +22,10 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=255,
         description="Required. The same key and body return the same order.",
+        json_schema_extra=DOCUMENT_AS_REQUIRED,
     ),
 ]
 

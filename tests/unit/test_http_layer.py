@@ -119,6 +119,19 @@ def test_unknown_routes_and_methods_are_problems(client):
     assert response.headers["allow"] == "POST"
 
 
+def test_405_allows_every_method_of_the_path_not_only_the_first_routes():
+    other = APIRouter()
+
+    @other.get("/v1/things")
+    async def list_things(_: StorefrontKey) -> list[str]:
+        return []
+
+    app = create_service_app("test", "x", lambda _: None, [router, other], Settings())
+    response = TestClient(app).request("OPTIONS", "/v1/things")
+    assert_problem(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "GET, POST"
+
+
 @pytest.mark.parametrize(
     "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/xml"]
 )
@@ -247,3 +260,17 @@ def test_every_answer_carries_a_correlation_id(client):
     assert echoed.headers["x-correlation-id"] == "abc-1"
     replaced = client.get("/healthz", headers={"X-Correlation-ID": "x" * 100})
     assert replaced.headers["x-correlation-id"] != "x" * 100
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"name": "\xff\xfe"}', b"[" * 3000 + b"]" * 3000, b'{"name": ' + b"9" * 5000 + b"}"],
+    ids=["not-utf8", "too-deep", "too-many-digits"],
+)
+def test_bodies_python_cannot_parse_are_422_not_400_or_500(body):
+    client = TestClient(make_app(Settings(max_body_bytes=64 * 1024)))
+    headers = {**ADMIN, "Content-Type": "application/json"}
+    problem = assert_problem(
+        client.post("/v1/things", content=body, headers=headers), 422, "validation-error"
+    )
+    assert problem["errors"][0]["field"].startswith("body")
