@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,11 +61,11 @@ class BodyLimit:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # No `Connection: close`: the server discards the rest of the body as it arrives (it
+        # is not buffered) and the client, still sending, can read this answer. Closing with
+        # unread data makes the kernel reset the connection, and the client lose the answer.
         response = problem_response(
-            413,
-            "content-too-large",
-            f"The request body is larger than {self.max_bytes} bytes.",
-            {"Connection": "close"},
+            413, "content-too-large", f"The request body is larger than {self.max_bytes} bytes."
         )
         await response(scope, receive, send)
 
@@ -99,6 +100,7 @@ def is_json(content_type: str | None) -> bool:
 
 @dataclass(frozen=True)
 class _Rule:
+    route: Any  # for metrics: the route template of an answer the guard gives itself
     path: re.Pattern[str]
     methods: frozenset[str]
     role: Role | None
@@ -124,19 +126,20 @@ class RouteGuard:
                 await _method_not_allowed(allowed)(scope, receive, send)
                 return
             if rule is not None:
-                try:
-                    self._check(rule, scope)
-                except Problem as problem:
-                    response = problem_response(
-                        problem.status, problem.slug, problem.detail, problem.headers
-                    )
-                    await response(scope, receive, send)
-                    return
-                errors = control_characters(scope)
-                if errors:
-                    await validation_problem(errors)(scope, receive, send)
+                answer = self._refusal(rule, scope)
+                if answer is not None:
+                    scope["route"] = rule.route
+                    await answer(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    def _refusal(self, rule: _Rule, scope: Scope) -> JSONResponse | None:
+        try:
+            self._check(rule, scope)
+        except Problem as problem:
+            return problem_response(problem.status, problem.slug, problem.detail, problem.headers)
+        errors = control_characters(scope)
+        return validation_problem(errors) if errors else None
 
     @staticmethod
     def _check(rule: _Rule, scope: Scope) -> None:
@@ -178,6 +181,7 @@ def _method_not_allowed(allowed: set[str]) -> Any:
 def _rules(app: FastAPI) -> Iterator[_Rule]:
     for route in api_routes(app):
         yield _Rule(
+            route=route.original_route,
             path=route.path_regex,
             methods=frozenset(route.methods or ()),
             role=required_role(route),

@@ -119,8 +119,8 @@ async def list_orders(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> OrderList:
     """Orders, newest first, optionally of one customer."""
-    position = decode_cursor(cursor, 2)
-    after = (datetime.fromisoformat(position[0]), str(position[1])) if position else None
+    position = decode_cursor(cursor, 2, (datetime.fromisoformat, str))
+    after = (position[0], position[1]) if position else None
     rows = await handlers.list_orders(runtime_of(request).uow(), customer_id, after, limit + 1)
     next_cursor = None
     if len(rows) > limit:
