@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # "classic" (local and tests: RabbitMQ 3.10, x-max-priority) or "quorum" (4.3+ clusters).
     queue_type: Literal["classic", "quorum"] = "classic"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    # TLS to the broker (`amqps://` URLs): a CA to verify it, and a client certificate and key
+    # where it asks for one. Both the aio-pika publisher and Celery use them (shared/tls.py).
+    rabbitmq_ca_file: str | None = None
+    rabbitmq_cert_file: str | None = None
+    rabbitmq_key_file: str | None = None
 
     # One server URL; each service gets its own database `<name>_<service>` on it, unless
     # its own URL is given (ORDERS_DATABASE_URL, ...).
@@ -63,6 +68,19 @@ class Settings(BaseSettings):
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
 
+    # HTTP: the largest request body accepted (413 past it), read before anything parses it.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Load shedding (shared/shedding.py): a route that feeds a queue answers 503 while more
+    # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
+    # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.
+    shed_limit_payments: int = Field(default=20_000, ge=0)
+    shed_limit_orders: int = Field(default=50_000, ge=0)
+    shed_limit_transactional: int = Field(default=20_000, ge=0)
+    shed_limit_bulk: int = Field(default=1_000, ge=0)
+    shed_refresh_seconds: float = Field(default=0.5, gt=0)
+    shed_stale_seconds: float = Field(default=5.0, gt=0)
+    shed_retry_after_seconds: int = Field(default=5, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -79,6 +97,16 @@ class Settings(BaseSettings):
                 "DOORBUSTER_ENV=production needs STOREFRONT_API_KEYS and ADMIN_API_KEYS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _broker_tls_files_in_pairs(self) -> Settings:
+        if bool(self.rabbitmq_cert_file) != bool(self.rabbitmq_key_file):
+            raise ValueError("RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE go together")
+        return self
+
+    @property
+    def broker_uses_tls(self) -> bool:
+        return self.rabbitmq_url.startswith("amqps://")
 
     @property
     def storefront_keys_configured(self) -> bool:

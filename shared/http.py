@@ -1,32 +1,48 @@
 """What every HTTP service shares: problem+json errors, bearer auth, probes, metrics.
 
-Errors follow RFC 9457: `application/problem+json` with `type`, `title`, `status`, `detail`
-(and `errors` listing offending fields on validation failures), for every status the app
-produces, 404/405 included.
+Errors follow RFC 9457 (`shared.problems`), auth is bearer keys (`shared.auth`), requests pass
+a body limit and a route guard (`shared.guard`); this module adds the probes and per-route
+request metrics, and re-exports what routes import.
 """
 
 from __future__ import annotations
 
-import hmac
-import logging
 import time
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.config import Settings
+from shared.auth import AdminKey, Auth, Role, StorefrontKey, require_admin, require_storefront
 from shared.observability import set_correlation_id
+from shared.problems import (
+    PROBLEM_BASE,
+    PROBLEM_JSON,
+    Problem,
+    ProblemDetails,
+    install_problem_handlers,
+    problem_response,
+)
 
-log = logging.getLogger(__name__)
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "https://doorbuster.dev/problems/"
+__all__ = [
+    "PROBLEM_BASE",
+    "PROBLEM_JSON",
+    "AdminKey",
+    "Auth",
+    "Problem",
+    "ProblemDetails",
+    "Role",
+    "StorefrontKey",
+    "install_observability",
+    "install_probes",
+    "install_problem_handlers",
+    "problem_response",
+    "require_admin",
+    "require_storefront",
+]
 
 REQUESTS = Counter(
     "doorbuster_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
@@ -39,144 +55,50 @@ LATENCY = Histogram(
 )
 
 
-class Problem(Exception):
-    """Raise from a route or handler to answer with a problem+json document."""
+class Observe:
+    """Correlation id in and out, and request count and latency per route template.
 
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        detail: str,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ):
-        super().__init__(detail)
-        self.status, self.slug, self.detail = status, slug, detail
-        self.headers, self.extra = headers or {}, extra
+    Pure ASGI (no BaseHTTPMiddleware): it sees every answer, the 413s and the guard's 401s
+    included. Unmatched paths share one `unmatched` label, so scanners cannot blow up the
+    label set.
+    """
 
+    def __init__(self, app: ASGIApp, service: str):
+        self.app, self.service = app, service
 
-def problem_response(
-    status: int,
-    slug: str,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    body = {
-        "type": PROBLEM_BASE + slug,
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        correlation_id = set_correlation_id(Headers(scope=scope).get("x-correlation-id"))
+        status = 500
+        started = time.perf_counter()
 
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Correlation-ID", correlation_id)
+            await send(message)
 
-def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.slug, exc.detail, exc.headers, **exc.extra)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-            for error in exc.errors()
-        ]
-        return problem_response(
-            422, "validation-error", "The request is not valid; see `errors`.", errors=errors
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
-        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, slug, detail, dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return problem_response(500, "internal-error", "An unexpected error occurred.")
-
-
-_bearer = HTTPBearer(auto_error=False, description="Storefront or admin API key")
-
-
-class Auth:
-    """Bearer-key checks; keys compared in constant time, never logged."""
-
-    def __init__(self, settings: Settings):
-        self._storefront = settings.storefront_keys()
-        self._admin = settings.admin_keys()
-
-    @staticmethod
-    def _matches(key: str, keys: tuple[str, ...]) -> bool:
-        found = False
-        for candidate in keys:
-            found |= hmac.compare_digest(key.encode(), candidate.encode())
-        return found
-
-    def role_of(self, key: str | None) -> str | None:
-        if not key:
-            return None
-        if self._matches(key, self._admin):
-            return "admin"
-        if self._matches(key, self._storefront):
-            return "storefront"
-        return None
-
-
-def _auth(request: Request) -> Auth:
-    return request.app.state.auth
-
-
-def _role(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> tuple[str, str]:
-    key = credentials.credentials if credentials else None
-    role = _auth(request).role_of(key)
-    if role is None or key is None:
-        raise Problem(
-            401,
-            "unauthorized",
-            "A valid API key is required: `Authorization: Bearer <key>`.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return role, key
-
-
-def require_storefront(role: Annotated[tuple[str, str], Depends(_role)]) -> str:
-    """Storefront or admin key; returns the key (idempotency keys are scoped to it)."""
-    return role[1]
-
-
-def require_admin(role: Annotated[tuple[str, str], Depends(_role)]) -> str:
-    if role[0] != "admin":
-        raise Problem(403, "forbidden", "This route needs an admin API key.")
-    return role[1]
-
-
-StorefrontKey = Annotated[str, Depends(require_storefront)]
-AdminKey = Annotated[str, Depends(require_admin)]
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
+            REQUESTS.labels(self.service, method, route, str(status)).inc()
 
 
 def install_observability(app: FastAPI, service: str) -> None:
-    """Correlation ids and per-route request metrics."""
+    app.add_middleware(Observe, service=service)
 
-    @app.middleware("http")
-    async def _observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        correlation_id = set_correlation_id(request.headers.get("x-correlation-id"))
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
-        REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
-        response.headers["X-Correlation-ID"] = correlation_id
-        return response
+
+_NOT_READY = {
+    "description": "The database or the broker does not answer (`checks` says which)",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+}
+_METRICS = {"description": "Prometheus text format", "content": {"text/plain": {}}}
 
 
 def install_probes(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, bool]]]) -> None:
@@ -184,15 +106,31 @@ def install_probes(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, boo
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], summary="The database and the broker answer")
-    async def readyz() -> JSONResponse:
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="The database and the broker answer",
+        responses={503: _NOT_READY},
+    )
+    async def readyz() -> dict[str, Any]:
         checks = await readiness()
-        ready = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        if not all(checks.values()):
+            down = ", ".join(name for name, ok in checks.items() if not ok)
+            raise Problem(
+                503,
+                "not-ready",
+                f"Not ready: {down} not answering.",
+                {"Retry-After": "1"},
+                checks=checks,
+            )
+        return {"status": "ready", "checks": checks}
 
-    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: _METRICS},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

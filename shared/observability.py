@@ -8,12 +8,16 @@ grep follows an order from checkout to its mail.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
 from contextvars import ContextVar
 
 import structlog
 
+from shared.redact import redact
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
@@ -22,7 +26,12 @@ def current_correlation_id() -> str | None:
 
 
 def set_correlation_id(value: str | None = None) -> str:
-    value = value or uuid.uuid4().hex
+    """Adopt `value` (a client's `X-Correlation-ID`) if it looks like an id, else a new one.
+
+    It is logged and stored with outbox rows (64 characters at most), so nothing else passes.
+    """
+    if not value or not _CORRELATION_ID.fullmatch(value):
+        value = uuid.uuid4().hex
     _correlation_id.set(value)
     return value
 
@@ -51,6 +60,7 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact,
             renderer,
         ],
     )
@@ -61,6 +71,10 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
     root.setLevel(level.upper())
     for noisy in ("aiormq", "aio_pika", "httpx", "stripe", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn brings its own handlers; through ours its lines are JSON and redacted too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
     structlog.configure(
         processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable
 
 import aio_pika
@@ -52,19 +53,29 @@ async def declare_topology(channel: AbstractChannel, queue_type: str = "classic"
 
 
 class Publisher:
-    def __init__(self, url: str, queue_type: str = "classic", confirm_timeout: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        queue_type: str = "classic",
+        confirm_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         self._url = url
         self._queue_type = queue_type
         self._confirm_timeout = confirm_timeout
+        self._ssl_context = ssl_context
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._side_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     async def connect(self) -> None:
         """Connect and declare the topology; raises if the broker does not answer."""
-        self._connection = await aio_pika.connect_robust(self._url, timeout=5)
+        self._connection = await aio_pika.connect_robust(
+            self._url, timeout=5, ssl_context=self._ssl_context
+        )
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
@@ -120,6 +131,26 @@ class Publisher:
         except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
             raise PublisherUnavailable(str(exc)) from exc
 
+    async def queue_depths(self, queues: Iterable[str]) -> dict[str, int]:
+        """Ready messages per queue, by passive declares on a side channel of this connection.
+
+        A side channel, so that a failed declare (it closes its channel) never disturbs
+        publishing; passive, so that it changes nothing and needs no queue arguments.
+        """
+        if not self.is_ready or self._connection is None:
+            raise PublisherUnavailable("not connected to the broker")
+        try:
+            if self._side_channel is None or self._side_channel.is_closed:
+                self._side_channel = await self._connection.channel(publisher_confirms=False)
+            channel = await self._side_channel.get_underlay_channel()
+            depths = {}
+            for queue in queues:
+                declared = await channel.queue_declare(queue, passive=True, timeout=2)
+                depths[queue] = declared.message_count or 0
+            return depths
+        except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            raise PublisherUnavailable(str(exc)) from exc
+
     async def close(self) -> None:
         if self._connecting is not None:
             self._connecting.cancel()
@@ -128,7 +159,7 @@ class Publisher:
     async def _close_quietly(self) -> None:
         self.connected.clear()
         connection, self._connection = self._connection, None
-        self._channel = self._exchange = None
+        self._channel = self._exchange = self._side_channel = None
         if connection is not None:
             try:
                 await connection.close()

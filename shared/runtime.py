@@ -16,6 +16,7 @@ from shared.config import Settings, get_settings
 from shared.db import Database
 from shared.outbox import Dispatcher, Outbox, Relay
 from shared.publisher import Publisher
+from shared.tls import broker_ssl_context
 from shared.uow import UnitOfWork
 
 
@@ -28,7 +29,11 @@ class ServiceRuntime:
             pool_size=self.settings.db_pool_size,
             max_overflow=self.settings.db_max_overflow,
         )
-        self.publisher = Publisher(self.settings.rabbitmq_url, self.settings.queue_type)
+        self.publisher = Publisher(
+            self.settings.rabbitmq_url,
+            self.settings.queue_type,
+            ssl_context=broker_ssl_context(self.settings),
+        )
         self.outbox = Outbox(outbox_table)
         self.dispatcher = Dispatcher(self.outbox, self.db, self.publisher)
         self._relay: Relay | None = None

@@ -1,19 +1,37 @@
-"""The FastAPI app factory every service uses: lifespan, errors, auth, probes, metrics."""
+"""The FastAPI app factory every service uses: lifespan, errors, auth, limits, probes, metrics,
+load shedding and the OpenAPI document. Routes get all of it by being in `routers`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
+from pydantic import ValidationError
 
 from shared.config import Settings, get_settings
+from shared.guard import BodyLimit, RouteGuard
 from shared.http import Auth, install_observability, install_probes, install_problem_handlers
 from shared.observability import configure_logging
+from shared.openapi import install_openapi
 from shared.runtime import ServiceRuntime
+from shared.shedding import QueueDepths, watched_queues
 
 log = logging.getLogger(__name__)
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def load_settings() -> Settings:
+    """The settings, or a clear one-line refusal to start (exit status 1)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
+        raise SystemExit(f"doorbuster: refusing to start: {reasons}") from None
 
 
 def create_service_app(
@@ -23,7 +41,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     settings: Settings | None = None,
 ) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,7 +54,16 @@ def create_service_app(
         runtime = make_runtime(settings)
         await runtime.start(relay=True)
         app.state.runtime = runtime
+        depths = QueueDepths(
+            runtime.publisher,
+            watched_queues(app),
+            settings.shed_refresh_seconds,
+            settings.shed_stale_seconds,
+        )
+        app.state.queue_depths = depths
+        depths.start()
         yield
+        await depths.stop()
         await runtime.stop()
 
     app = FastAPI(
@@ -45,17 +72,27 @@ def create_service_app(
         version="1.0.0",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.auth = Auth(settings)
     install_problem_handlers(app)
+    # Outermost last: metrics see every answer; the guard answers before any body is read.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RouteGuard)
     install_observability(app, service)
 
     async def readiness() -> dict[str, bool]:
         runtime: ServiceRuntime = app.state.runtime
-        return {"database": await runtime.db.ping(), "broker": runtime.publisher.is_ready}
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                database = await runtime.db.ping()
+        except TimeoutError:
+            database = False
+        return {"database": database, "broker": runtime.publisher.is_ready}
 
     install_probes(app, readiness)
     for router in routers:
         app.include_router(router)
+    install_openapi(app)
     return app
 
 

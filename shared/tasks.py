@@ -66,11 +66,16 @@ def task(
                 headers.get(CORRELATION_HEADER) or getattr(self.request, CORRELATION_HEADER, None)
             )
             _attempt.set(Attempt(self.request.retries or 0, self.max_retries))
+            if args:
+                log.error("positional arguments for %s[%s], dead-lettering", name, self.request.id)
+                raise Reject("invalid payload: positional arguments", requeue=False)
             try:
                 command = payload.model_validate(kwargs)
             except ValidationError as exc:
-                log.error("invalid payload for %s, dead-lettering: %s", name, exc)
-                reason = f"invalid payload: {exc.error_count()} error(s)"
+                reason = invalid_payload_reason(exc)
+                log.error(
+                    "invalid payload for %s[%s], dead-lettering: %s", name, self.request.id, reason
+                )
                 raise Reject(reason, requeue=False) from exc
             try:
                 worker_loop.run(handler(command))
@@ -90,3 +95,12 @@ def task(
         return shell
 
     return register
+
+
+def invalid_payload_reason(exc: ValidationError) -> str:
+    """Which fields were wrong and how, never their values (they may be personal data)."""
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc']) or '(payload)'}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    return "invalid payload: " + "; ".join(problems)[:500]

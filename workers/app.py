@@ -22,6 +22,7 @@ from shared.queues import (
     TaskName,
     queue_arguments,
 )
+from shared.tls import celery_broker_ssl
 
 # Which service task modules each pool runs. A pool is an entry point, not a service.
 POOL_TASK_MODULES: dict[Pool, tuple[str, ...]] = {
@@ -85,7 +86,12 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
+        # Undecodable messages are dead-lettered instead of acked and lost (workers/consumer.py).
+        worker_consumer="workers.consumer:DeadLetteringConsumer",
     )
+    broker_ssl = celery_broker_ssl(settings)
+    if broker_ssl is not None:
+        app.conf.broker_use_ssl = broker_ssl
     if pool is not None:
         app.conf.task_default_queue = POOL_QUEUE[pool].value
     return app

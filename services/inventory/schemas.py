@@ -4,24 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from shared.validation import SINGLE_LINE, StrictModel
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 SkuPath = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ProductIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+class ProductIn(StrictModel):
+    name: str = Field(min_length=1, max_length=200, pattern=SINGLE_LINE)
     price: int = Field(gt=0, le=100_000_000, description="Minor units (cents).")
     currency: Literal["usd"]
     stock: int = Field(ge=0, le=10_000_000)
 
 
-class Restock(Strict):
+class Restock(StrictModel):
     quantity: int = Field(gt=0, le=10_000_000)
 
 

@@ -5,23 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy.engine import RowMapping
 
 from services.orders import handlers, webhooks
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
+from shared.openapi import DOCUMENT_AS_REQUIRED
 from shared.pagination import decode_cursor, encode_cursor
+from shared.queues import QueueName
 from shared.service_app import runtime_of
+from shared.shedding import shed_if_backlogged
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=255,
         description="Required. The same key and body return the same order.",
+        json_schema_extra=DOCUMENT_AS_REQUIRED,
     ),
 ]
 
@@ -53,6 +58,8 @@ def _not_found(order_id: str) -> Problem:
 @router.post(
     "",
     status_code=202,
+    # Checkout sheds last: the orders queue has the highest limit (docs/api.md).
+    dependencies=[Depends(shed_if_backlogged(QueueName.ORDERS))],
     response_model=Order,
     responses={
         400: {"description": "Idempotency-Key missing"},
@@ -113,8 +120,8 @@ async def list_orders(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> OrderList:
     """Orders, newest first, optionally of one customer."""
-    position = decode_cursor(cursor, 2)
-    after = (datetime.fromisoformat(position[0]), str(position[1])) if position else None
+    position = decode_cursor(cursor, 2, (datetime.fromisoformat, str))
+    after = (position[0], position[1]) if position else None
     rows = await handlers.list_orders(runtime_of(request).uow(), customer_id, after, limit + 1)
     next_cursor = None
     if len(rows) > limit:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
 
 from services.orders.domain import OrderStatus
+from shared.validation import SINGLE_LINE, StrictModel
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+# Stripe's payment method ids and test tokens: `pm_card_visa`, `pm_1Abc...`.
+PAYMENT_METHOD_PATTERN = r"^[A-Za-z0-9_]{1,100}$"
+Strict = StrictModel  # the name the routes of this service were written against
 
 
 class CustomerIn(Strict):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=SINGLE_LINE)]
     email: EmailStr
 
 
@@ -29,7 +29,7 @@ class ItemIn(Strict):
 class OrderIn(Strict):
     customer: CustomerIn
     items: list[ItemIn] = Field(min_length=1, max_length=50)
-    payment_method: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    payment_method: Annotated[str, StringConstraints(pattern=PAYMENT_METHOD_PATTERN)]
 
     @field_validator("items")
     @classmethod

@@ -1,0 +1,57 @@
+"""The logging safety net: whatever a log line carries, it leaves without secrets or addresses.
+
+Code logs ids, not personal data (email addresses go through `mask_email`), but exception
+messages and third-party loggers quote what they like: SQL parameters, SMTP replies, URLs.
+`redact` is the last structlog processor before rendering, for our lines and for every stdlib
+logger routed through it, and masks email addresses, bearer tokens, Stripe secrets, passwords
+in URLs and card numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_STRIPE_SECRET = re.compile(r"\b((?:sk|rk)_(?:test|live)|whsec)_[A-Za-z0-9]+")
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@")
+_CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card]" if _luhn(digits) else match.group(0)
+
+
+def redact_text(text: str) -> str:
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _BEARER.sub(r"\1 ***", text)
+    text = _STRIPE_SECRET.sub(r"\1_***", text)
+    text = _EMAIL.sub(r"\1***@\2", text)
+    return _CARD.sub(_mask_card, text)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact(item) for item in value)
+    return value
+
+
+def redact(_: object, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: every string in the event, nested ones included, masked."""
+    return {key: _redact(value) for key, value in event.items()}

@@ -1,0 +1,131 @@
+"""Load shedding: refuse work (503 + Retry-After) while a queue behind the route is too deep.
+
+Each API process watches the queues its routes feed: a background task asks the broker for
+their depth (passive declares on a side channel of the publisher's connection) every
+`SHED_REFRESH_SECONDS`, and requests only read the cached numbers. A route opts in with the
+dependency `shed_if_backlogged(queue, ...)`. Limits are settings (`SHED_LIMIT_<QUEUE>`), and
+their order decides who sheds first: the bulk queue fed by campaign creation has the lowest
+limit, the orders queue fed by checkout the highest (docs/api.md).
+
+While the depth is unknown (broker down, or no fresh reading) nothing is shed: checkout keeps
+accepting into the outbox, as the design asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from prometheus_client import Counter, Gauge
+
+from shared.auth import dependency_calls
+from shared.config import Settings
+from shared.guard import api_routes
+from shared.problems import Problem
+from shared.publisher import Publisher, PublisherUnavailable
+from shared.queues import QueueName
+
+log = logging.getLogger(__name__)
+QUEUE_DEPTH = Gauge("doorbuster_queue_depth", "Ready messages, as last read", ["queue"])
+SHED = Counter("doorbuster_http_shed_total", "Requests refused by load shedding", ["queue"])
+
+
+class QueueDepths:
+    """The last depth read of each watched queue, refreshed in the background."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        queues: Iterable[QueueName],
+        interval: float = 0.5,
+        stale_after: float = 5.0,
+    ):
+        self._publisher = publisher
+        self.queues = tuple(sorted(set(queues)))
+        self._interval, self._stale_after = interval, stale_after
+        self._readings: dict[QueueName, tuple[int, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def depth(self, queue: QueueName) -> int | None:
+        """The depth of `queue` if read recently enough, else None (unknown)."""
+        reading = self._readings.get(queue)
+        if reading is None or time.monotonic() - reading[1] > self._stale_after:
+            return None
+        return reading[0]
+
+    async def refresh(self) -> None:
+        depths = await self._publisher.queue_depths(queue.value for queue in self.queues)
+        now = time.monotonic()
+        for queue in self.queues:
+            self._readings[queue] = (depths[queue.value], now)
+            QUEUE_DEPTH.labels(queue.value).set(depths[queue.value])
+
+    def start(self) -> None:
+        if self.queues and self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except PublisherUnavailable:
+                pass  # readings go stale: nothing is shed while the broker is away
+            except Exception:
+                log.warning("reading queue depths failed", exc_info=True)
+            await asyncio.sleep(self._interval)
+
+
+class ShedIfBacklogged:
+    """A FastAPI dependency: 503 + Retry-After while any of `queues` is past its limit."""
+
+    def __init__(self, queues: tuple[QueueName, ...]):
+        self.queues = queues
+
+    async def __call__(self, request: Request) -> None:
+        settings: Settings = request.app.state.settings
+        depths: QueueDepths = request.app.state.queue_depths
+        for queue in self.queues:
+            depth = depths.depth(queue)
+            if depth is not None and depth > shed_limit(settings, queue):
+                SHED.labels(queue.value).inc()
+                raise Problem(
+                    503,
+                    "overloaded",
+                    f"Too much work is waiting ({queue.value}); nothing was accepted. Retry later.",
+                    headers={"Retry-After": str(settings.shed_retry_after_seconds)},
+                )
+
+
+def shed_if_backlogged(*queues: QueueName) -> ShedIfBacklogged:
+    """Use as `dependencies=[Depends(shed_if_backlogged(QueueName.BULK))]` on a route."""
+    return ShedIfBacklogged(queues)
+
+
+def shed_limit(settings: Settings, queue: QueueName) -> int:
+    """`SHED_LIMIT_<NAME>` for `QueueName.<NAME>`, e.g. SHED_LIMIT_BULK."""
+    return int(getattr(settings, f"shed_limit_{queue.name.lower()}"))
+
+
+def shedding_queues(route: Any) -> tuple[QueueName, ...]:
+    found: list[QueueName] = []
+    for call in dependency_calls(route.dependant):
+        if isinstance(call, ShedIfBacklogged):
+            found.extend(call.queues)
+    return tuple(found)
+
+
+def watched_queues(app: FastAPI) -> set[QueueName]:
+    """The queues the routes of `app` shed on: the ones this service must watch."""
+    return {queue for route in api_routes(app) for queue in shedding_queues(route)}

@@ -1,0 +1,75 @@
+"""How a service process starts: in production it refuses to run without configured keys
+(exit status 1, one clear line); in development it says, in its log, that it accepts the
+development keys."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support.stack import ROOT
+
+SERVICES = ("orders", "inventory", "notifications")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def uvicorn(service: str) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", f"services.{service}.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(free_port()),
+    ]  # fmt: skip
+
+
+def environment(**overrides: str) -> dict[str, str]:
+    # Nowhere to connect: what is tested happens before the first connection.
+    base = {
+        "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:9/",
+        "DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:9/none",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return {**os.environ, **base, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("service", "storefront", "admin"),
+    [*((service, "", "") for service in SERVICES), ("orders", "sf-1", ""), ("orders", "", "ad-1")],
+)
+def test_production_without_keys_refuses_to_start(service, storefront, admin):
+    env = environment(
+        DOORBUSTER_ENV="production", STOREFRONT_API_KEYS=storefront, ADMIN_API_KEYS=admin
+    )
+    run = subprocess.run(
+        uvicorn(service), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1
+    assert (
+        "doorbuster: refusing to start: "
+        "DOORBUSTER_ENV=production needs STOREFRONT_API_KEYS and ADMIN_API_KEYS"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_development_mode_announces_the_dev_keys_at_start():
+    env = environment(DOORBUSTER_ENV="development", STOREFRONT_API_KEYS="", ADMIN_API_KEYS="")
+    process = subprocess.Popen(
+        uvicorn("inventory"), cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline, seen = time.monotonic() + 30, ""
+        while "development mode" not in seen and time.monotonic() < deadline:
+            seen += process.stderr.readline()
+        assert "development mode: no API keys configured" in seen
+        assert "dev-storefront" in seen and "dev-admin" in seen
+    finally:
+        process.terminate()
+        process.wait(15)
