@@ -2,7 +2,9 @@
 async handler on the worker's loop.
 
 A payload that does not validate is rejected without requeue, so RabbitMQ dead-letters it to
-`<queue>.dlq` with the reason in the worker log; it never half-runs.
+`<queue>.dlq` with the reason in the worker log; it never half-runs. Every run logs
+`task started` and `task succeeded`/`task failed` with the task name, its id, the order id
+(when the payload has one) and the correlation id, so one grep follows an order.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from celery import Task, shared_task
 from celery.exceptions import Reject
 from pydantic import BaseModel, ValidationError
 
 from shared.aio import worker_loop
 from shared.messages import CORRELATION_HEADER
-from shared.observability import set_correlation_id
+from shared.observability import set_correlation_id, tag_order
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
@@ -58,15 +61,36 @@ def task(
                 headers.get(CORRELATION_HEADER) or getattr(self.request, CORRELATION_HEADER, None)
             )
             _attempt.set(Attempt(self.request.retries or 0, self.max_retries))
-            try:
-                command = payload.model_validate(kwargs)
-            except ValidationError as exc:
-                log.error("invalid payload for %s, dead-lettering: %s", name, exc)
-                reason = f"invalid payload: {exc.error_count()} error(s)"
-                raise Reject(reason, requeue=False) from exc
-            worker_loop.run(handler(command))
+            order_id = kwargs.get("order_id")
+            context = {"task": name, "task_id": self.request.id}
+            if isinstance(order_id, str):
+                context["order_id"] = order_id
+            with structlog.contextvars.bound_contextvars(**context):
+                tag_order(context.get("order_id"))
+                _run(handler, payload, name, kwargs)
 
         shell.__doc__ = handler.__doc__
         return shell
 
     return register
+
+
+def _run(
+    handler: Callable[[P], Coroutine[Any, Any, Any]],
+    payload: type[P],
+    name: str,
+    kwargs: dict[str, Any],
+) -> None:
+    log.info("task started")
+    try:
+        command = payload.model_validate(kwargs)
+    except ValidationError as exc:
+        log.error("invalid payload for %s, dead-lettering: %s", name, exc)
+        reason = f"invalid payload: {exc.error_count()} error(s)"
+        raise Reject(reason, requeue=False) from exc
+    try:
+        worker_loop.run(handler(command))
+    except Exception as exc:
+        log.warning("task raised %s: retried or dead-lettered per its policy", type(exc).__name__)
+        raise
+    log.info("task succeeded")
