@@ -47,8 +47,15 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
+    def add_process(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+        # A processor, not a context variable: request tasks and worker threads do not
+        # inherit the context configure_logging ran in.
+        event.setdefault("process", process)
+        return event
+
     shared_processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_process,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -75,7 +82,6 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(process=process)
 
 
 def mask_email(address: str) -> str:

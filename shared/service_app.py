@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 
+from shared.access_log import AccessLog
 from shared.config import Settings, get_settings
 from shared.http import Auth, install_observability, install_probes, install_problem_handlers
-from shared.observability import configure_logging
+from shared.metrics import OutboxLagMonitor
+from shared.observability import configure_logging, init_sentry
 from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ def create_service_app(
     settings: Settings | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    init_sentry(settings, f"{service}-api", _sentry_integrations())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,7 +39,12 @@ def create_service_app(
         runtime = make_runtime(settings)
         await runtime.start(relay=True)
         app.state.runtime = runtime
+        lag = OutboxLagMonitor(
+            service, runtime.db, runtime.outbox, settings.outbox_lag_interval_seconds
+        )
+        lag.start()
         yield
+        await lag.stop()
         await runtime.stop()
 
     app = FastAPI(
@@ -48,6 +56,7 @@ def create_service_app(
     app.state.auth = Auth(settings)
     install_problem_handlers(app)
     install_observability(app, service)
+    app.add_middleware(AccessLog)  # outermost: sees the correlation id the line above sets
 
     async def readiness() -> dict[str, bool]:
         runtime: ServiceRuntime = app.state.runtime
@@ -61,3 +70,10 @@ def create_service_app(
 
 def runtime_of(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
+
+
+def _sentry_integrations() -> list:
+    from sentry_sdk.integrations.fastapi import FastApiIntegration
+    from sentry_sdk.integrations.starlette import StarletteIntegration
+
+    return [StarletteIntegration(), FastApiIntegration()]

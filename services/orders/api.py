@@ -11,6 +11,7 @@ from sqlalchemy.engine import RowMapping
 from services.orders import handlers
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
+from shared.observability import tag_order
 from shared.pagination import decode_cursor, encode_cursor
 from shared.service_app import runtime_of
 
@@ -86,6 +87,7 @@ async def place_order(
             "A request with this Idempotency-Key is still being processed; retry shortly.",
             headers={"Retry-After": "1"},
         ) from exc
+    tag_order(placed.order["id"])
     response.headers["Location"] = f"/v1/orders/{placed.order['id']}"
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -97,6 +99,7 @@ async def get_order(
     order_id: Annotated[str, Path(max_length=40)], request: Request, _: StorefrontKey
 ) -> Order:
     """One order with its current status."""
+    tag_order(order_id)
     try:
         return to_order(await handlers.get_order(runtime_of(request).uow(), order_id))
     except handlers.OrderNotFound as exc:
