@@ -56,7 +56,7 @@ def celery_app() -> Celery:
 
 
 @app.command("pools")
-def show_pools(as_json: Json = False, timeout: Timeout = 2.0) -> None:
+def show_pools(as_json: Json = False, timeout: Timeout = 1.0) -> None:
     """Per pool: workers answering, total concurrency, tasks running now."""
     rows = [row.as_dict() for row in pools.pool_rows(celery_app(), timeout)]
     emit(rows, as_json, pools.COLUMNS)
@@ -73,14 +73,14 @@ def _resize(pool: Pool, delta: int, timeout: float) -> None:
 
 
 @pool_app.command("grow")
-def grow(pool: Pool, n: Annotated[int, typer.Argument(min=1)] = 1, timeout: Timeout = 2.0) -> None:
+def grow(pool: Pool, n: Annotated[int, typer.Argument(min=1)] = 1, timeout: Timeout = 1.0) -> None:
     """Add N threads/processes to every worker of POOL."""
     _resize(pool, n, timeout)
 
 
 @pool_app.command("shrink")
 def shrink(
-    pool: Pool, n: Annotated[int, typer.Argument(min=1)] = 1, timeout: Timeout = 2.0
+    pool: Pool, n: Annotated[int, typer.Argument(min=1)] = 1, timeout: Timeout = 1.0
 ) -> None:
     """Remove N threads/processes from every worker of POOL (never below one)."""
     _resize(pool, -n, timeout)
@@ -133,12 +133,19 @@ def dlq_show(
     queue: QueueArg,
     key: Annotated[str, typer.Argument(help="task id, or position from `dlq list`")],
     limit: int = 500,
+    as_json: Json = False,
 ) -> None:
     """One dead letter in full: headers, x-death history, properties, body."""
     letter = dlq.find(_letters(queue, limit), key)
     if letter is None:
         raise fail(f"no dead letter {key!r} among the first {limit} of {queue}")
-    emit(letter.as_dict(), True)
+    if as_json:
+        emit(letter.as_dict(), True)
+        return
+    emit([letter.summary()], False, dlq.COLUMNS)
+    for part in ("headers", "properties", "body"):
+        typer.echo(f"\n{part}:")
+        emit(getattr(letter, part), True)
 
 
 @dlq_app.command("redrive")

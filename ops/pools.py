@@ -7,6 +7,7 @@ node name. Grow and shrink act on every worker of a pool: `prefork` and our `thr
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,11 +40,20 @@ class PoolRow:
         return asdict(self)
 
 
+def _ask_all(app: Celery, timeout: float) -> tuple[dict, dict, dict]:
+    """active_queues, stats and active at once: each waits its whole timeout for replies."""
+    methods = ("active_queues", "stats", "active")
+    with ThreadPoolExecutor(len(methods)) as executor:
+        futures = [
+            executor.submit(lambda m: getattr(app.control.inspect(timeout=timeout), m)(), method)
+            for method in methods
+        ]
+        queues, stats, active = (future.result() or {} for future in futures)
+    return queues, stats, active
+
+
 def workers_by_pool(app: Celery, timeout: float) -> dict[Pool, list[WorkerInfo]]:
-    inspect = app.control.inspect(timeout=timeout)
-    queues = inspect.active_queues() or {}
-    stats = inspect.stats() or {}
-    active = inspect.active() or {}
+    queues, stats, active = _ask_all(app, timeout)
     found: dict[Pool, list[WorkerInfo]] = {pool: [] for pool in Pool}
     for node, consumed in sorted(queues.items()):
         pools = {QUEUE_POOL[q["name"]] for q in consumed if q["name"] in QUEUE_POOL}
@@ -59,7 +69,7 @@ def workers_by_pool(app: Celery, timeout: float) -> dict[Pool, list[WorkerInfo]]
     return found
 
 
-def pool_rows(app: Celery, timeout: float = 2.0) -> list[PoolRow]:
+def pool_rows(app: Celery, timeout: float = 1.0) -> list[PoolRow]:
     rows = []
     for pool, workers in workers_by_pool(app, timeout).items():
         rows.append(
@@ -75,7 +85,7 @@ def pool_rows(app: Celery, timeout: float = 2.0) -> list[PoolRow]:
     return rows
 
 
-def resize(app: Celery, pool: Pool, delta: int, timeout: float = 2.0) -> dict[str, Any]:
+def resize(app: Celery, pool: Pool, delta: int, timeout: float = 1.0) -> dict[str, Any]:
     """Grow (delta > 0) or shrink every worker of `pool` by |delta|; the workers' replies."""
     nodes = [worker.name for worker in workers_by_pool(app, timeout)[pool]]
     if not nodes:
