@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # /healthz and /readyz on METRICS_PORT; `python -m workers` adds a per-pool offset (and
     # the instance index) unless --metrics-port is given; 0 turns the server off.
     metrics_port: int = 9100
+    # Loopback by default; containers set 0.0.0.0 so Prometheus and the kubelet reach it.
+    metrics_host: str = "127.0.0.1"
     # Set (an empty writable folder) for prefork pools: prometheus-client's multiprocess mode.
     prometheus_multiproc_dir: str | None = None
     outbox_lag_interval_seconds: float = 5.0

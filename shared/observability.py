@@ -47,6 +47,7 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
+
     def add_process(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
         # A processor, not a context variable: request tasks and worker threads do not
         # inherit the context configure_logging ran in.

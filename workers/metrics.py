@@ -200,11 +200,11 @@ def make_handler(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104 - a pod's probes
+def serve(port: int, host: str) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), make_handler(metrics_registry()))
     thread = threading.Thread(target=server.serve_forever, name="doorbuster-metrics", daemon=True)
     thread.start()
-    log.info("metrics, /healthz and /readyz on port %d", port)
+    log.info("metrics, /healthz and /readyz on %s:%d", host, port)
     return server
 
 
@@ -214,7 +214,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     port = int(sender.app.conf.get("doorbuster_metrics_port") or 0) if sender else 0
     if port:
         try:
-            serve(port)
+            serve(port, get_settings().metrics_host)
         except OSError as exc:  # a worker without metrics beats no worker; /readyz says so
             log.error("cannot serve metrics on port %d: %s", port, exc)
 
