@@ -7,6 +7,7 @@ it. The same worker's /metrics must have counted it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from tests.support.ops import (
     scrape,
     wait_for_management,
 )
+from tests.support.sentry_stub import SentryStub
 from tests.support.stack import ROOT, SLOT, rabbitmqctl
 
 VHOST = f"doorbuster-ops{SLOT or ''}"
@@ -35,7 +37,14 @@ METRICS = f"http://127.0.0.1:{METRICS_PORT}"
 
 
 @pytest.fixture(scope="module")
-def env() -> dict[str, str]:
+def sentry() -> SentryStub:
+    stub = SentryStub()
+    yield stub
+    stub.close()
+
+
+@pytest.fixture(scope="module")
+def env(sentry: SentryStub) -> dict[str, str]:
     if not wait_for_management():
         pytest.skip("the RabbitMQ management API does not answer (make rabbitmq-management)")
     rabbitmqctl("delete_vhost", VHOST)
@@ -48,6 +57,7 @@ def env() -> dict[str, str]:
         # An invalid payload is rejected before the task touches its database.
         "DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/doorbuster_ops_unused",
         "PYTHONUNBUFFERED": "1",
+        "SENTRY_DSN": sentry.dsn,
     }
     rabbitmqctl("delete_vhost", VHOST)
 
@@ -184,3 +194,21 @@ def test_the_worker_serves_its_probes(payments_worker):
 
 def test_the_console_script_is_installed():
     assert (Path(sys.executable).parent / "doorbuster").exists()
+
+
+async def test_a_failing_task_reaches_sentry_tagged_with_its_order(env, payments_worker, sentry):
+    # A well-formed charge, but this worker's database does not exist: the task fails for good.
+    await publish(OutgoingTask(TaskName.CHARGE, {"order_id": "ord_sentry"}))
+
+    tagged = eventually(
+        lambda: [e for e in sentry.events if e.get("tags", {}).get("order_id") == "ord_sentry"],
+        bool,
+        timeout=30,
+    )
+    event = tagged[0]
+    assert event["tags"]["component"] == "worker"
+    assert "celery" in json.dumps(event.get("sdk", {}).get("integrations", []))
+
+    metrics = scrape(f"{METRICS}/metrics")
+    labels = {"queue": "payments", "task": "payments.charge"}
+    assert sample(metrics, "doorbuster_task_dead_letters_total", reason="failed", **labels) == 1
