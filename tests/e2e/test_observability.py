@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -77,6 +78,10 @@ async def test_one_grep_of_the_correlation_id_follows_an_order_end_to_end(stack:
     await shop.wait_mail(order_id, "order_confirmation")
 
     found = await wait_for_lines(stack.logs, correlation_id)
+    grepped = subprocess.run(
+        ["grep", "-rl", correlation_id, str(stack.logs)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert {Path(path).stem for path in grepped} == {"orders-api", *EXPECTED_TASKS}
 
     [request] = [line for line in found["orders-api"] if line["event"] == "http request"]
     assert (request["method"], request["route"], request["status"]) == ("POST", "/v1/orders", 202)
