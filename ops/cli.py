@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import aio_pika
+import httpx
 import typer
 from celery import Celery
 
@@ -40,11 +42,19 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def unreachable(exc: Exception) -> typer.Exit:
+    url = get_settings().rabbitmq_management_url.rsplit("@", 1)[-1]
+    return fail(f"RabbitMQ management API ({url}): {exc}")
+
+
 @app.command("queues")
 def show_queues(as_json: Json = False) -> None:
     """Per queue: ready, unacked, dead letters, publish/deliver rates, consumers, oldest age."""
-    with management() as api:
-        rows = [row.as_dict() for row in queues.queue_rows(api)]
+    try:
+        with management() as api:
+            rows = [row.as_dict() for row in queues.queue_rows(api)]
+    except httpx.HTTPError as exc:
+        raise unreachable(exc) from exc
     emit(rows, as_json, queues.COLUMNS)
 
 
@@ -117,8 +127,11 @@ def _letters(queue: str, limit: int) -> list[dlq.DeadLetter]:
         dlq.dlq_name(queue)
     except ValueError as exc:
         raise fail(f"unknown queue {queue!r}") from exc
-    with management() as api:
-        return dlq.list_dead_letters(api, queue, limit)
+    try:
+        with management() as api:
+            return dlq.list_dead_letters(api, queue, limit)
+    except httpx.HTTPError as exc:
+        raise unreachable(exc) from exc
 
 
 @dlq_app.command("list")
@@ -160,7 +173,10 @@ def dlq_redrive(
         dlq.dlq_name(queue)
     except ValueError as exc:
         raise fail(f"unknown queue {queue!r}") from exc
-    moved = asyncio.run(dlq.redrive(get_settings().rabbitmq_url, queue, limit, task_id))
+    try:
+        moved = asyncio.run(dlq.redrive(get_settings().rabbitmq_url, queue, limit, task_id))
+    except (OSError, aio_pika.exceptions.AMQPError) as exc:
+        raise fail(f"broker: {exc}") from exc
     if task_id and not moved:
         raise fail(f"no dead letter with task id {task_id} in {dlq.dlq_name(queue)}")
     rows = [{"task": m.task, "task_id": m.task_id, "to_queue": m.routing_key} for m in moved]

@@ -169,3 +169,20 @@ def test_an_unreachable_api_is_an_error_not_a_traceback():
     settings = Settings(notifications_api_url="http://127.0.0.1:9", ops_admin_key="k")
     with pytest.raises(campaigns.CampaignError):
         campaigns.campaign_action(settings, "cmp_1", "pause", timeout=1)
+
+
+def test_an_unreachable_management_api_is_one_line_and_exit_1(monkeypatch):
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+    from shared.config import get_settings
+
+    monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", "http://guest:secret@127.0.0.1:9")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["queues"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "error: RabbitMQ management API (127.0.0.1:9)" in result.output
+    assert "secret" not in result.output
