@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
+from sentry_sdk.integrations import Integration
 
 from shared.access_log import AccessLog
 from shared.config import Settings, get_settings
@@ -72,7 +73,7 @@ def runtime_of(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
-def _sentry_integrations() -> list:
+def _sentry_integrations() -> list[Integration]:
     from sentry_sdk.integrations.fastapi import FastApiIntegration
     from sentry_sdk.integrations.starlette import StarletteIntegration
 

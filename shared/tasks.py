@@ -3,7 +3,7 @@ async handler on the worker's loop.
 
 A payload that does not validate is rejected without requeue, so RabbitMQ dead-letters it to
 `<queue>.dlq` with the reason in the worker log; it never half-runs. Every run logs
-`task started` and `task succeeded`/`task failed` with the task name, its id, the order id
+`task started` and `task succeeded` (or `task raised ...`) with the task name, its id, the order id
 (when the payload has one) and the correlation id, so one grep follows an order.
 """
 

@@ -211,6 +211,13 @@ def serve(port: int, host: str) -> ThreadingHTTPServer:
 @signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     probe.worker = sender
+    if (
+        "prefork" in str(getattr(sender, "pool_cls", ""))
+        and not get_settings().prometheus_multiproc_dir
+    ):
+        log.warning(
+            "prefork pool without PROMETHEUS_MULTIPROC_DIR: task metrics stay in the children"
+        )
     port = int(sender.app.conf.get("doorbuster_metrics_port") or 0) if sender else 0
     if port:
         try:
