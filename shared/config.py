@@ -84,6 +84,24 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Operations (deploy/README.md, docs/operations.md). Each worker process serves /metrics,
+    # /healthz and /readyz on METRICS_PORT; `python -m workers` adds a per-pool offset (and
+    # the instance index) unless --metrics-port is given; 0 turns the server off.
+    metrics_port: int = 9100
+    # Loopback by default; containers set 0.0.0.0 so Prometheus and the kubelet reach it.
+    metrics_host: str = "127.0.0.1"
+    # Set (an empty writable folder) for prefork pools: prometheus-client's multiprocess mode.
+    prometheus_multiproc_dir: str | None = None
+    outbox_lag_interval_seconds: float = 5.0
+    # Campaign batches per second per bulk worker (Celery rate limit): leaves the SMTP relay
+    # to transactional mail during a campaign.
+    bulk_rate_limit: str = "5/s"
+    sentry_traces_sample_rate: float = 0.0
+    # The ops CLI: the notifications API and the admin key it calls it with (default: the
+    # first of ADMIN_API_KEYS, or the development key).
+    notifications_api_url: str = "http://127.0.0.1:8003"
+    ops_admin_key: str | None = None
+
     service_ports: dict[str, int] = Field(
         default_factory=lambda: {"orders": 8001, "inventory": 8002, "notifications": 8003}
     )

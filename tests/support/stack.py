@@ -34,6 +34,7 @@ PORTS = Ports(
     notifications=18003 + _OFFSET,
     stripe=22111 + _OFFSET,
     smtp=21025 + _OFFSET,
+    metrics=19100 + _OFFSET,
 )
 BROKER_PROXY_PORT = 35672 + _OFFSET
 VHOST = f"doorbuster-test{SLOT or ''}"
