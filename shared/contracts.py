@@ -54,3 +54,10 @@ class SendOrderMail(Payload):
     total: int | None = None
     currency: str | None = None
     reason: str | None = None
+
+
+class CampaignBatch(Payload):
+    """One slice of a campaign's audience (`campaign_batch_size` addresses, fixed at creation)."""
+
+    campaign_id: str = Field(min_length=1, max_length=40)
+    batch: int = Field(ge=0)
