@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.support.campaigns import Campaigns
 from tests.support.shop import Shop
 from tests.support.stack import BROKER_PROXY_PORT, Stack, build_stack
 from tests.support.tcp_proxy import CuttableProxy
@@ -35,3 +36,8 @@ async def shop(stack: Stack) -> AsyncIterator[Shop]:
     client = Shop(stack)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def campaigns(shop: Shop) -> Campaigns:
+    return Campaigns(shop.notifications)
