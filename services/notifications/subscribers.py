@@ -42,7 +42,8 @@ async def import_subscribers(uow: UnitOfWork, people: Sequence[NewSubscriber]) -
 
     The lists travel as two arrays (`unnest`), the insert skips known addresses (`ON CONFLICT
     DO NOTHING`) and only the count of new rows comes back, so re-importing a list is harmless
-    and never resubscribes anyone who unsubscribed. An address repeated in the list counts once.
+    and never resubscribes anyone who unsubscribed. Every entry is accounted for: an address
+    repeated within the list is stored once and its repeats count as `existing`.
     """
     distinct = _distinct(people)
     rows = (
@@ -63,7 +64,7 @@ async def import_subscribers(uow: UnitOfWork, people: Sequence[NewSubscriber]) -
     async with uow:
         created = await uow.session.scalar(select(func.count()).select_from(new)) or 0
         await uow.commit()
-    return Imported(created=created, existing=len(distinct) - created)
+    return Imported(created=created, existing=len(people) - created)
 
 
 async def unsubscribe(uow: UnitOfWork, email: str) -> RowMapping:
