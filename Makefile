@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit flower clean-venv
+.PHONY: up test test-unit test-integration lint lock migrate audit flower clean-venv bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ lock:
 	rm -rf /tmp/doorbuster-lock && $(PYTHON) -m venv /tmp/doorbuster-lock
 	/tmp/doorbuster-lock/bin/pip install -q '.[dev]'
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
+
+## the side-by-side benchmarks, written to docs/benchmarks.md (about 2 minutes each)
+bench: $(STAMP)
+	$(BIN)/python -m bench.bulk_mail
 
 flower: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt flower

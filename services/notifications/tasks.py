@@ -30,8 +30,8 @@ def retry_policy(
 
 
 _settings = get_settings()
-# While SMTP fails an order mail is retried with backoff (by default 2, 4, ... 120 s: about 8
-# minutes in all), then dead-lettered and shown as `failed`.
+# While SMTP fails an order mail is retried with backoff (by default 2, 4, ... 120 s: at most
+# about 6 minutes, half that on average with jitter), then dead-lettered and shown as `failed`.
 MAIL_RETRY = retry_policy(
     _settings, _settings.mail_max_retries, MailDeliveryError, handlers.MailInFlight
 )
