@@ -174,16 +174,18 @@ def report(args: argparse.Namespace, result: dict, load: tuple[float, float]) ->
         f"{statistics.median(result['publish']):.1f} s (median; aio-pika, confirms, 200 in "
         "flight), while its pool already sent.",
     ]
-    check = result["rate_check"]
-    if check:
-        achieved = check["mails"] / check["seconds"]
-        lines += [
-            "",
-            f"Rate limit held: bulk pool restarted with `BULK_MAIL_RATE_PER_SECOND="
-            f"{check['rate']:g}`, a {check['mails']:,}-mail campaign took {check['seconds']:.1f} s "
-            f"= {achieved:.0f} mails/s (burst {int(check['rate'] * 0.1)}: one chunk).",
-        ]
+    if result["rate_check"]:
+        lines += ["", rate_line(result["rate_check"])]
     return "\n".join(lines) + "\n"
+
+
+def rate_line(check: dict[str, float]) -> str:
+    achieved = check["mails"] / check["seconds"]
+    return (
+        f"Rate limit held: bulk pool restarted with `BULK_MAIL_RATE_PER_SECOND={check['rate']:g}`, "
+        f"a {check['mails']:,}-mail campaign took {check['seconds']:.1f} s = {achieved:.0f} "
+        f"mails/s (burst {int(check['rate'] * 0.1)}: one chunk)."
+    )
 
 
 def write_section(section: str, path: Path = DOC) -> None:

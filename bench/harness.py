@@ -38,6 +38,21 @@ async def drop_database() -> None:
         await connection.close()
 
 
+def bench_env(bulk_rate: float) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DOORBUSTER_ENV": "test",
+        "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{NAME}",
+        "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(SMTP_PORT),
+        "STOREFRONT_API_KEYS": "",
+        "ADMIN_API_KEYS": "",
+        "BULK_MAIL_RATE_PER_SECOND": str(bulk_rate),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 @dataclass
 class BenchStack:
     maildir: Path = ROOT / "var" / f"bench-mail{SLOT or ''}"
@@ -57,47 +72,16 @@ class BenchStack:
         shutil.rmtree(self.maildir, ignore_errors=True)
         shutil.rmtree(self.logs, ignore_errors=True)
         self.logs.mkdir(parents=True)
-        self.env = {
-            **os.environ,
-            "DOORBUSTER_ENV": "test",
-            "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{NAME}",
-            "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}",
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(SMTP_PORT),
-            "STOREFRONT_API_KEYS": "",
-            "ADMIN_API_KEYS": "",
-            "BULK_MAIL_RATE_PER_SECOND": str(bulk_rate),
-            "PYTHONUNBUFFERED": "1",
-        }
-        python = sys.executable
-        subprocess.run([python, "-m", "shared.migrate", "notifications"], cwd=ROOT, env=self.env)
-        self.start(
-            "smtp",
-            [
-                python,
-                "-m",
-                "deploy.local.smtp_sink",
-                "--port",
-                str(SMTP_PORT),
-                "--maildir",
-                str(self.maildir),
-            ],
-        )
-        self.start(
-            "api",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "services.notifications.main:create_app",
-                "--factory",
-                "--port",
-                str(API_PORT),
-                "--no-access-log",
-            ],
-        )
+        self.env = bench_env(bulk_rate)
+        py = sys.executable
+        subprocess.run([py, "-m", "shared.migrate", "notifications"], cwd=ROOT, env=self.env)
+        sink = ["-m", "deploy.local.smtp_sink", "--port", str(SMTP_PORT)]
+        self.start("smtp", [py, *sink, "--maildir", str(self.maildir)])
+        app = "services.notifications.main:create_app"
+        uvicorn = ["-m", "uvicorn", app, "--factory", "--no-access-log"]
+        self.start("api", [py, *uvicorn, "--port", str(API_PORT)])
         self.start_bulk_pool(bulk_rate)
-        self.start("baseline", [python, "-m", "bench.one_mail_worker"])
+        self.start("baseline", [py, "-m", "bench.one_mail_worker"])
         self.wait_ready()
 
     def start_bulk_pool(self, rate: float) -> None:
