@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-management clean-venv
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-management clean-venv bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ lock:
 	rm -rf /tmp/doorbuster-lock && $(PYTHON) -m venv /tmp/doorbuster-lock
 	/tmp/doorbuster-lock/bin/pip install -q '.[dev,ops]'
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
+
+## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, end to end: about 15 minutes)
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(BIN)/python -m bench.intake
+	$(BIN)/python -m bench.bulk_mail
+	$(BIN)/python -m bench.e2e
 
 ## Flower against the running pools, with the broker tab from the management API
 flower: $(STAMP)

@@ -43,6 +43,7 @@ def create_service_app(
     make_runtime: Callable[[Settings], ServiceRuntime],
     routers: Sequence[APIRouter],
     settings: Settings | None = None,
+    bulk_paths: Sequence[str] = (),
 ) -> FastAPI:
     settings = settings or load_settings()
     init_sentry(settings, f"{service}-api", _sentry_integrations())
@@ -85,7 +86,12 @@ def create_service_app(
     app.state.auth = Auth(settings)
     install_problem_handlers(app)
     # Outermost last: metrics see every answer; the guard answers before any body is read.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        bulk_paths=frozenset(bulk_paths),
+        bulk_bytes=settings.max_bulk_body_bytes,
+    )
     app.add_middleware(RouteGuard)
     install_observability(app, service)
     app.add_middleware(AccessLog)  # outermost: sees the correlation id the line above sets
