@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -19,12 +20,17 @@ from shared.tasks import current_attempt
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
-# A claim younger than this means another delivery of the same task may be sending right now.
-SENDING_LEASE = timedelta(seconds=60)
+# A claim younger than this means another delivery of the same task may be sending right now
+# (longer than the SMTP timeout, so a live sender always finishes within it).
+SENDING_LEASE = timedelta(seconds=30)
 
 
 class MailInFlight(Exception):
     """Another delivery holds a fresh claim on this mail: look again later."""
+
+    def __init__(self, message: str, remaining: float = 0.0):
+        super().__init__(message)
+        self.remaining = remaining
 
 
 async def send_order_mail(uow: UnitOfWork, mailer: Mailer, mail: SendOrderMail) -> None:
@@ -34,7 +40,14 @@ async def send_order_mail(uow: UnitOfWork, mailer: Mailer, mail: SendOrderMail) 
     finds `sent` and does nothing. Only a crash between the SMTP answer and the `sent` commit
     can repeat a mail; the repeat carries the same Message-ID.
     """
-    if not await _claim(uow, mail):
+    try:
+        claimed = await _claim(uow, mail)
+    except MailInFlight as busy:
+        # Most often the claim of a worker killed mid-send: wait the lease out once, then
+        # take it over (a live sender has finished by then and marked the mail sent).
+        await asyncio.sleep(busy.remaining + 0.5)
+        claimed = await _claim(uow, mail)
+    if not claimed:
         return
     subject, body = render_order_mail(mail)
     message = mailer.compose(mail.to, subject, body, key=f"{mail.order_id}:{mail.kind}")
@@ -91,7 +104,8 @@ async def _claim(uow: UnitOfWork, mail: SendOrderMail) -> bool:
                 log.info("%s for %s was sent already", mail.kind, mail.order_id)
                 return False
             if row["status"] == "sending" and row["age"] < SENDING_LEASE and row["attempts"] > 0:
-                raise MailInFlight(f"{mail.kind} for {mail.order_id} is being sent")
+                remaining = (SENDING_LEASE - row["age"]).total_seconds()
+                raise MailInFlight(f"{mail.kind} for {mail.order_id} is being sent", remaining)
             await uow.session.execute(
                 update(notifications)
                 .where(notifications.c.id == row["id"])

@@ -61,7 +61,8 @@ class Subscription(BaseModel):
 
 class CampaignIn(Strict):
     subject: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n]+$")]
-    body: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    # Below the 64 KiB request limit, so a valid body is never refused as too large.
+    body: Annotated[str, StringConstraints(min_length=1, max_length=50_000)]
 
 
 class CampaignAccepted(BaseModel):
