@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower clean-venv
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower surge clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,18 @@ faults: $(STAMP)
 
 audit: $(STAMP)
 	$(BIN)/python -m ops.audit
+
+## the Black-Friday load test against a running stack (`make up`); report in var/surge/<run>/
+## e.g. make surge USERS=50 DURATION=120 PROFILE=step SPAWN_RATE=5 UI=1 ORDERS_URL=http://...
+SURGE_FLAGS = $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION)) \
+	$(if $(SPAWN_RATE),--spawn-rate $(SPAWN_RATE)) $(if $(PROFILE),--profile '$(PROFILE)') \
+	$(if $(filter 1 yes true,$(UI)),--ui) \
+	$(if $(ORDERS_URL),--orders-url $(ORDERS_URL)) \
+	$(if $(INVENTORY_URL),--inventory-url $(INVENTORY_URL)) \
+	$(if $(NOTIFICATIONS_URL),--notifications-url $(NOTIFICATIONS_URL)) \
+	$(if $(STRIPE_LATENCY_MS),--stripe-latency-ms $(STRIPE_LATENCY_MS))
+surge: $(STAMP)
+	$(BIN)/python -m bench.surge $(SURGE_FLAGS) $(SURGE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

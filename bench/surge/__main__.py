@@ -1,0 +1,318 @@
+"""`make surge`: the Black-Friday load test against a running stack, and its report.
+
+    python -m bench.surge [--users 100] [--duration 100] [--profile step] [--ui] ...
+
+1. checks the stack answers, sets the Stripe emulator's latency (200 ms median by default),
+   creates the run's catalog and flash-sale sku, imports the campaign's subscribers;
+2. runs Locust in its own process (gevent) with the step profile, headless or with its web UI,
+   while a thread samples the queue depths;
+3. settles: waits (bounded) until every order it placed is final and the campaign is done;
+4. runs `make audit` over the run's orders and renders var/surge/<run>/report.html.
+
+Exit status: 0 when the report is written and the audit holds, 1 when an invariant is violated,
+2 when no stack answers. Keys come from STOREFRONT_KEY / ADMIN_KEY (default: development keys);
+the audit reads the same environment as `make audit` (DATABASE_URL, RABBITMQ_URL, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic_settings import BaseSettings
+
+from bench.surge import journal, profile, report, seed, settle, target
+from bench.surge.depths import DepthSampler
+from ops.audit import render as render_audit
+from ops.audit import run_audit
+from shared.config import get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DEFAULT_URLS = {
+    "orders": "http://127.0.0.1:8001",
+    "inventory": "http://127.0.0.1:8002",
+    "notifications": "http://127.0.0.1:8003",
+}
+
+
+class Keys(BaseSettings):
+    """The API keys the shoppers and the admin use (STOREFRONT_KEY, ADMIN_KEY)."""
+
+    storefront_key: str = "dev-storefront"
+    admin_key: str = "dev-admin"
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.surge",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--users", type=int, default=100, help="peak users (baseline: 1/10)")
+    parser.add_argument("--duration", type=float, default=100.0, help="seconds of load")
+    parser.add_argument("--spawn-rate", type=float, help="users/s (default: surge within 10 s)")
+    parser.add_argument("--profile", default="step", help="step | flat | 30s:10,50s:100,20s:10")
+    parser.add_argument("--ui", action="store_true", help="Locust's web UI (starts at once)")
+    parser.add_argument("--web-port", type=int, default=8089)
+    for service, url in DEFAULT_URLS.items():
+        parser.add_argument(f"--{service}-url", default=url, help=f"{service} API base URL")
+    parser.add_argument("--stripe-url", help="Stripe emulator (default: STRIPE_API_BASE)")
+    parser.add_argument(
+        "--stripe-latency-ms",
+        default="200",
+        help="emulator median latency during the run, or 'keep'",
+    )
+    parser.add_argument("--catalog", type=int, default=20, help="skus with plenty of stock")
+    parser.add_argument("--flash-stock", type=int, default=25, help="units of the flash sku")
+    parser.add_argument("--subscribers", type=int, default=2000, help="campaign audience")
+    parser.add_argument("--settle-timeout", type=float, default=120.0, help="seconds")
+    parser.add_argument(
+        "--maildir",
+        help="the stack's SMTP sink Maildir, for the audit "
+        "(default var/mail when it exists; '' for none)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "var" / "surge")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    plan = profile.parse(args.profile, args.users, args.duration, args.spawn_rate)
+    urls = {service: getattr(args, f"{service}_url").rstrip("/") for service in DEFAULT_URLS}
+    down = target.unhealthy(urls)
+    if down:
+        print(f"no stack answers at {', '.join(down)}: start one (make up) or pass its URLs")
+        return 2
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    folder = args.out / run_id
+    folder.mkdir(parents=True)
+    settings = get_settings()
+    stripe_url = (args.stripe_url or settings.stripe_api_base).rstrip("/")
+    run: dict[str, Any] = {"run id": run_id, "notes": [], "machine": target.machine()}
+    run["profile"] = {
+        "name": plan.name,
+        "duration": plan.duration,
+        "stages": [asdict(stage) for stage in plan.stages],
+    }
+    started_at = datetime.now(UTC)
+    keys = Keys()
+    emulator_before = prepare_emulator(stripe_url, args.stripe_latency_ms, run)
+    seeded = seed_run(urls, keys, run_id, args)
+    run["settings"] = describe(args, plan, urls, stripe_url, seeded, run)
+    print(
+        f"surge {run_id}: {plan.name} profile, {plan.peak_users} users at the peak, "
+        f"{plan.duration:.0f} s; files in {folder}"
+    )
+    sampler = DepthSampler(settings, folder)
+    sampler.start()
+    try:
+        run["locust exit"] = run_locust(args, plan, urls, run_id, seeded, folder)
+        if not (folder / journal.REQUESTS).exists():
+            print(f"Locust sent no request (exit status {run['locust exit']}): see above")
+            return 2
+        print(f"load done; settling (at most {args.settle_timeout:.0f} s)")
+        run["settle"] = asyncio.run(settle_run(urls, keys, folder, args.settle_timeout))
+    finally:
+        sampler.stop()
+        run["queue source"] = sampler.source
+        restore_emulator(stripe_url, emulator_before)
+    ok = audit(settings, started_at, maildir_of(args), folder, run)
+    run["machine"]["load average at the end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    journal.write_json(folder / journal.RUN, run)
+    page = report.render(folder)
+    link_latest(args.out, folder)
+    print(f"report: {page}")
+    return 0 if ok else 1
+
+
+def prepare_emulator(stripe_url: str, latency: str, run: dict[str, Any]) -> dict[str, Any] | None:
+    before = target.emulator_config(stripe_url)
+    if before is None:
+        run["notes"].append(f"{stripe_url} is not the project's Stripe emulator: latency unknown")
+        run["emulator latency ms"] = "unknown"
+    elif latency != "keep":
+        target.set_emulator_latency(stripe_url, float(latency))
+        run["emulator latency ms"] = float(latency)
+    else:
+        run["emulator latency ms"] = before.get("latency_ms")
+    return before
+
+
+def restore_emulator(stripe_url: str, before: dict[str, Any] | None) -> None:
+    if before is not None:
+        target.set_emulator_latency(stripe_url, float(before.get("latency_ms") or 0.0))
+
+
+def seed_run(
+    urls: dict[str, str], keys: Keys, run_id: str, args: argparse.Namespace
+) -> seed.Seeded:
+    admin = {"Authorization": f"Bearer {keys.admin_key}"}
+    with (
+        httpx.Client(base_url=urls["inventory"], headers=admin, timeout=30) as inventory,
+        httpx.Client(base_url=urls["notifications"], headers=admin, timeout=60) as notifications,
+    ):
+        return seed.seed(
+            inventory, notifications, run_id, args.catalog, args.flash_stock, args.subscribers
+        )
+
+
+def describe(
+    args: argparse.Namespace,
+    plan: profile.Profile,
+    urls: dict[str, str],
+    stripe_url: str,
+    seeded: seed.Seeded,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The settings that produced the report, as the report shows them."""
+    subscribers = seeded.subscribers
+    return {
+        "command": "python -m bench.surge " + shlex.join(sys.argv[1:]),
+        "profile": args.profile,
+        "users at the peak": plan.peak_users,
+        "users at the baseline": min(stage.users for stage in plan.stages),
+        "duration (s)": plan.duration,
+        "spawn rate (users/s)": plan.stages[0].spawn_rate,
+        "web UI": args.ui,
+        **{f"{service} API": url for service, url in urls.items()},
+        "Stripe": stripe_url,
+        "emulator median latency (ms)": run["emulator latency ms"],
+        "catalog skus": len(seeded.skus),
+        "flash sku (stock)": f"{seeded.flash_sku} ({seeded.flash_stock})",
+        "flash sale opens at (s)": plan.surge_starts_at,
+        "campaign at (s)": plan.midpoint,
+        "subscribers imported": subscribers.get("note")
+        or f"{subscribers['created']} new, {subscribers['existing']} existing",
+        "settle timeout (s)": args.settle_timeout,
+    }
+
+
+def run_locust(
+    args: argparse.Namespace,
+    plan: profile.Profile,
+    urls: dict[str, str],
+    run_id: str,
+    seeded: seed.Seeded,
+    folder: Path,
+) -> int:
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--host",
+        urls["orders"],
+        "--surge-profile",
+        args.profile,
+        "--surge-users",
+        str(args.users),
+        "--surge-duration",
+        str(args.duration),
+        "--run-dir",
+        str(folder),
+        "--run-id",
+        run_id,
+        "--skus",
+        ",".join(seeded.skus),
+        "--flash-sku",
+        seeded.flash_sku,
+        "--html",
+        str(folder / "locust.html"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    argv += [f"--{service}-url={url}" for service, url in urls.items()]
+    if args.spawn_rate:
+        argv += ["--surge-spawn-rate", str(args.spawn_rate)]
+    if args.ui:
+        argv += [
+            "--autostart",
+            "--autoquit",
+            "5",
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(args.web_port),
+        ]
+        print(f"Locust's web UI: http://127.0.0.1:{args.web_port}")
+    else:
+        argv += ["--headless"]
+    process = subprocess.Popen(argv, cwd=ROOT)
+    try:
+        return watch(process, plan, folder)
+    except KeyboardInterrupt:
+        print("interrupted: stopping the load, then settling and reporting what ran")
+        return process.wait()
+
+
+def watch(process: subprocess.Popen[bytes], plan: profile.Profile, folder: Path) -> int:
+    """Wait for Locust, printing a progress line every 10 seconds."""
+    started = time.monotonic()
+    while True:
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            elapsed = time.monotonic() - started
+            stage = plan.at(elapsed)
+            accepted = sum(1 for _ in journal.read_csv(folder / journal.ACCEPTED))
+            print(
+                f"  {elapsed:5.0f} s  {stage.label if stage else 'ending':<14} "
+                f"orders accepted so far: {accepted}",
+                flush=True,
+            )
+
+
+async def settle_run(
+    urls: dict[str, str], keys: Keys, folder: Path, patience: float
+) -> dict[str, Any]:
+    storefront = {"Authorization": f"Bearer {keys.storefront_key}"}
+    admin = {"Authorization": f"Bearer {keys.admin_key}"}
+    async with (
+        httpx.AsyncClient(base_url=urls["orders"], headers=storefront, timeout=20) as orders,
+        httpx.AsyncClient(base_url=urls["notifications"], headers=admin, timeout=20) as notify,
+    ):
+        return await settle.settle(orders, notify, folder, patience)
+
+
+def maildir_of(args: argparse.Namespace) -> str | None:
+    if args.maildir is not None:
+        return args.maildir or None
+    default = ROOT / "var" / "mail"
+    return str(default) if default.is_dir() else None
+
+
+def audit(
+    settings: Any, since: datetime, maildir: str | None, folder: Path, run: dict[str, Any]
+) -> bool:
+    verdicts = asyncio.run(run_audit(settings, since, maildir))
+    text = render_audit(verdicts)
+    (folder / journal.AUDIT).write_text(text + "\n")
+    print(text)
+    if maildir is None:
+        run["notes"].append("the audit did not read the SMTP sink's Maildir (none given)")
+    return all(verdict.ok for verdict in verdicts)
+
+
+def link_latest(out: Path, folder: Path) -> None:
+    """`var/surge/latest` points at the newest run."""
+    latest = out / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(folder.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

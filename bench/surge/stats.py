@@ -1,0 +1,148 @@
+"""Numbers from a run's raw files: per-route rates and percentiles over time, the summary
+table, and the order outcomes. Pure functions over the journal files (numpy, no plotting)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.surge import journal
+
+PEAK_WINDOW = 5.0  # seconds: the "peak requests/s" is the best 5-second average
+FLOW = "FLOW"
+
+
+@dataclass
+class Series:
+    """One route's (or custom event's) samples, times in seconds since the load started."""
+
+    t: np.ndarray
+    ms: np.ndarray
+    failed: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[tuple[float, float, bool]]) -> Series:
+        data = np.array(rows, dtype=float).reshape(-1, 3)
+        return cls(data[:, 0], data[:, 1], data[:, 2].astype(bool))
+
+
+@dataclass
+class Samples:
+    routes: dict[str, Series]
+    flows: dict[str, Series]
+    errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+
+def load_samples(folder: Path, t0: float) -> Samples:
+    grouped: dict[tuple[bool, str], list[tuple[float, float, bool]]] = {}
+    errors: Counter[tuple[str, str, str]] = Counter()
+    for row in journal.read_csv(folder / journal.REQUESTS):
+        failed = bool(row["error"])
+        key = (row["type"] == FLOW, row["name"])
+        grouped.setdefault(key, []).append((float(row["ts"]) - t0, float(row["ms"]), failed))
+        if failed:
+            errors[(row["name"], row["code"] or "-", row["error"])] += 1
+    routes = {name: Series.of(rows) for (flow, name), rows in grouped.items() if not flow}
+    flows = {name: Series.of(rows) for (flow, name), rows in grouped.items() if flow}
+    return Samples(dict(sorted(routes.items())), dict(sorted(flows.items())), errors)
+
+
+def per_second(t: np.ndarray, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Events per 1-second bin from 0 to `seconds`: (bin starts, counts)."""
+    edges = np.arange(0.0, max(seconds, 1.0) + 1.0, 1.0)
+    counts, _ = np.histogram(t, bins=edges)
+    return edges[:-1], counts.astype(float)
+
+
+def windowed_percentiles(
+    t: np.ndarray, values: np.ndarray, seconds: float, window: float = 5.0
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """p50/p95/p99 of `values` in consecutive windows; NaN where a window has no sample."""
+    starts = np.arange(0.0, max(seconds, window), window)
+    result: dict[int, np.ndarray] = {q: np.full(len(starts), np.nan) for q in (50, 95, 99)}
+    for index, start in enumerate(starts):
+        inside = values[(t >= start) & (t < start + window)]
+        if inside.size:
+            for q in result:
+                result[q][index] = np.percentile(inside, q)
+    return starts + window / 2, result
+
+
+def percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    p50, p95, p99 = np.percentile(values, (50, 95, 99))
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(values.max())}
+
+
+def route_summary(series: Series, seconds: float) -> dict[str, Any]:
+    _, counts = per_second(series.t, seconds)
+    window = int(PEAK_WINDOW)
+    smoothed = (
+        np.convolve(counts, np.ones(window) / window, mode="valid")
+        if counts.size >= window
+        else counts
+    )
+    return {
+        "requests": int(series.t.size),
+        "failures": int(series.failed.sum()),
+        "failure %": round(100.0 * series.failed.mean(), 2) if series.t.size else 0.0,
+        "mean req/s": round(series.t.size / max(seconds, 1.0), 1),
+        "peak req/s": round(float(smoothed.max()), 1) if smoothed.size else 0.0,
+        **{k: None if v is None else round(v, 1) for k, v in percentiles(series.ms).items()},
+    }
+
+
+def load_orders(folder: Path, t0: float) -> list[dict[str, Any]]:
+    orders = []
+    for row in journal.read_csv(folder / journal.ORDERS):
+        created = float(row["created"]) - t0 if row["created"] else None
+        final_ms = float(row["final_ms"]) if row["final_ms"] else None
+        orders.append({**row, "t": created, "final_ms": final_ms})
+    return orders
+
+
+def order_summary(orders: list[dict[str, Any]]) -> dict[str, Any]:
+    """Outcomes per kind of order, and accept-to-paid percentiles (server clock)."""
+    outcomes: dict[str, Counter[str]] = {}
+    for order in orders:
+        label = order["status"] + (f" ({order['reason']})" if order["reason"] else "")
+        outcomes.setdefault(order["kind"], Counter())[label] += 1
+    paid_ms = np.array(
+        [o["final_ms"] for o in orders if o["status"] == "paid" and o["final_ms"] is not None]
+    )
+    return {
+        "accepted": len(orders),
+        "outcomes": {
+            kind: dict(counter.most_common()) for kind, counter in sorted(outcomes.items())
+        },
+        "accept-to-paid ms": {
+            "orders": int(paid_ms.size),
+            **{k: None if v is None else round(v, 1) for k, v in percentiles(paid_ms).items()},
+        },
+    }
+
+
+def load_queues(folder: Path, t0: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    grouped: dict[str, list[tuple[float, float]]] = {}
+    for row in journal.read_csv(folder / journal.QUEUES):
+        if row["messages"] != "":
+            grouped.setdefault(row["queue"], []).append(
+                (float(row["ts"]) - t0, float(row["messages"]))
+            )
+    return {
+        name: (np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+        for name, points in grouped.items()
+    }
+
+
+def load_users(folder: Path, t0: float) -> tuple[np.ndarray, np.ndarray]:
+    rows = [
+        (float(r["ts"]) - t0, float(r["users"])) for r in journal.read_csv(folder / journal.USERS)
+    ]
+    data = np.array(rows, dtype=float).reshape(-1, 2)
+    return data[:, 0], data[:, 1]
