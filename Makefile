@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower surge clean-venv
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-management clean-venv bench surge
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ops,load]'
 	@touch $(STAMP)
 
 ## install what is missing, migrate, start everything in the foreground (Ctrl-C stops it all)
@@ -17,7 +17,7 @@ up: $(STAMP)
 	$(BIN)/python -m deploy.local.up
 
 ## install what is missing and run the whole suite against real RabbitMQ and PostgreSQL
-test: $(STAMP)
+test: $(STAMP) rabbitmq-management
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs -s
@@ -25,7 +25,7 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) rabbitmq-management
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 ## every fault scenario (kill -9 pools, broker and database restarts, Stripe and SMTP outages)
@@ -44,7 +44,7 @@ SURGE_FLAGS = $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURA
 	$(if $(INVENTORY_URL),--inventory-url $(INVENTORY_URL)) \
 	$(if $(NOTIFICATIONS_URL),--notifications-url $(NOTIFICATIONS_URL)) \
 	$(if $(STRIPE_LATENCY_MS),--stripe-latency-ms $(STRIPE_LATENCY_MS))
-surge: $(STAMP)
+surge: $(STAMP) rabbitmq-management
 	$(BIN)/python -m bench.surge $(SURGE_FLAGS) $(SURGE_ARGS)
 
 lint: $(STAMP)
@@ -58,12 +58,25 @@ migrate: $(STAMP)
 ## regenerate constraints.txt (the lock) from pyproject.toml in a throw-away venv
 lock:
 	rm -rf /tmp/doorbuster-lock && $(PYTHON) -m venv /tmp/doorbuster-lock
-	/tmp/doorbuster-lock/bin/pip install -q '.[dev]'
+	/tmp/doorbuster-lock/bin/pip install -q '.[dev,ops,load]'
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
 
+## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, end to end: about 15 minutes)
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(BIN)/python -m bench.intake
+	$(BIN)/python -m bench.bulk_mail
+	$(BIN)/python -m bench.e2e
+
+## Flower against the running pools, with the broker tab from the management API
 flower: $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt flower
-	$(BIN)/celery -A workers.app:flower_app flower --port=5555
+	$(BIN)/celery -A workers.monitor flower --port=5555 \
+	  --broker_api=$${RABBITMQ_MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}/api/
+
+## the ops CLI and KEDA's http mode read the RabbitMQ management API (root, no restart)
+rabbitmq-management:
+	@rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 \
+	  || echo "note: could not enable rabbitmq_management; tests that need it will skip"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""`doorbuster`: the operators' command line (queues, pools, campaigns, dead letters)."""

@@ -56,6 +56,28 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     mail_from: str = "Doorbuster <orders@doorbuster.test>"
+    smtp_timeout_seconds: float = 10.0
+
+    # Transactional mail is retried with exponential backoff while SMTP fails, then
+    # dead-lettered and shown as `failed`. Celery takes whole seconds for both (factor >= 1).
+    mail_retry_backoff_seconds: int = Field(default=2, ge=1)
+    mail_retry_backoff_max_seconds: int = Field(default=120, ge=1)
+    mail_retry_jitter: bool = True
+    mail_max_retries: int = Field(default=8, ge=0)
+
+    # Campaigns (docs/campaigns.md). A batch task sends `campaign_batch_size` addresses over one
+    # SMTP connection, in chunks of at most `campaign_chunk_max`; between chunks it checks the
+    # campaign's status (pause, cancel) and takes tokens from the pool-wide rate limiter.
+    campaign_batch_size: int = Field(default=500, ge=1, le=10_000)
+    campaign_chunk_max: int = Field(default=50, ge=1, le=1_000)
+    campaign_batch_max_retries: int = Field(default=12, ge=0)
+    # A claim older than this belongs to a delivery that died mid-chunk: its outcome is unknown.
+    campaign_claim_lease_seconds: float = Field(default=120.0, gt=0)
+    # Mails per second for the whole bulk pool (all its processes share one token bucket in
+    # PostgreSQL); 0 switches the limiter off. Burst: tokens a quiet bucket holds (default:
+    # one chunk).
+    bulk_mail_rate_per_second: float = Field(default=200.0, ge=0)
+    bulk_mail_burst: float | None = Field(default=None, gt=0)
 
     sentry_dsn: str | None = None
     storefront_api_keys: str = ""
@@ -70,6 +92,8 @@ class Settings(BaseSettings):
 
     # HTTP: the largest request body accepted (413 past it), read before anything parses it.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Routes that take a bulk list (10,000 subscribers of up to 320-char addresses) get this.
+    max_bulk_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # Load shedding (shared/shedding.py): a route that feeds a queue answers 503 while more
     # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
     # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.
@@ -83,6 +107,24 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    # Operations (deploy/README.md, docs/operations.md). Each worker process serves /metrics,
+    # /healthz and /readyz on METRICS_PORT; `python -m workers` adds a per-pool offset (and
+    # the instance index) unless --metrics-port is given; 0 turns the server off.
+    metrics_port: int = 9100
+    # Loopback by default; containers set 0.0.0.0 so Prometheus and the kubelet reach it.
+    metrics_host: str = "127.0.0.1"
+    # Set (an empty writable folder) for prefork pools: prometheus-client's multiprocess mode.
+    prometheus_multiproc_dir: str | None = None
+    outbox_lag_interval_seconds: float = 5.0
+    # Campaign batches per second per bulk worker (Celery rate limit): leaves the SMTP relay
+    # to transactional mail during a campaign.
+    bulk_rate_limit: str = "5/s"
+    sentry_traces_sample_rate: float = 0.0
+    # The ops CLI: the notifications API and the admin key it calls it with (default: the
+    # first of ADMIN_API_KEYS, or the development key).
+    notifications_api_url: str = "http://127.0.0.1:8003"
+    ops_admin_key: str | None = None
 
     service_ports: dict[str, int] = Field(
         default_factory=lambda: {"orders": 8001, "inventory": 8002, "notifications": 8003}

@@ -60,3 +60,10 @@ class ExpireReservations(Payload):
     """Sweep orders older than this (default: RESERVATION_TIMEOUT_SECONDS)."""
 
     older_than_seconds: int | None = Field(default=None, ge=0)
+
+
+class CampaignBatch(Payload):
+    """One slice of a campaign's audience (`campaign_batch_size` addresses, fixed at creation)."""
+
+    campaign_id: str = Field(min_length=1, max_length=40)
+    batch: int = Field(ge=0)

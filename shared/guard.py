@@ -33,17 +33,27 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    """`bulk_paths` (exact paths, e.g. the 10,000-address subscriber import) get `bulk_bytes`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        bulk_paths: frozenset[str] = frozenset(),
+        bulk_bytes: int = 0,
+    ):
         self.app, self.max_bytes = app, max_bytes
+        self.bulk_paths, self.bulk_bytes = bulk_paths, max(bulk_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope) if scope["type"] == "http" else None
         if headers is None or not _has_body(headers):
             await self.app(scope, receive, send)
             return
+        limit = self.bulk_bytes if scope.get("path") in self.bulk_paths else self.max_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send, limit)
             return
         chunks, size = [], 0
         while True:
@@ -52,20 +62,20 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         # No `Connection: close`: the server discards the rest of the body as it arrives (it
         # is not buffered) and the client, still sending, can read this answer. Closing with
         # unread data makes the kernel reset the connection, and the client lose the answer.
         response = problem_response(
-            413, "content-too-large", f"The request body is larger than {self.max_bytes} bytes."
+            413, "content-too-large", f"The request body is larger than {limit} bytes."
         )
         await response(scope, receive, send)
 

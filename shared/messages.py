@@ -16,6 +16,8 @@ import orjson
 from shared.queues import QueueName, route_for
 
 CORRELATION_HEADER = "doorbuster_correlation_id"
+# Epoch seconds (float) at publish time: the worker measures queue wait from it.
+PUBLISHED_AT_HEADER = "doorbuster_published_at"
 ORIGIN = "doorbuster-publisher"
 
 

@@ -11,13 +11,21 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
+import sentry_sdk
 import structlog
 
 from shared.redact import redact
 
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+if TYPE_CHECKING:
+    from sentry_sdk.integrations import Integration
+
+    from shared.config import Settings
+
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
@@ -48,8 +56,16 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
+
+    def add_process(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+        # A processor, not a context variable: request tasks and worker threads do not
+        # inherit the context configure_logging ran in.
+        event.setdefault("process", process)
+        return event
+
     shared_processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_process,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -81,10 +97,36 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(process=process)
 
 
 def mask_email(address: str) -> str:
     """`ann@example.com` -> `a***@example.com`: logs never carry a full address."""
     local, _, domain = address.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def init_sentry(settings: Settings, component: str, integrations: Sequence[Integration]) -> bool:
+    """Report errors to Sentry when SENTRY_DSN is set; returns whether it is on."""
+    if not settings.sentry_dsn:
+        return False
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.doorbuster_env,
+        integrations=list(integrations),
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        send_default_pii=False,  # customer emails stay out of error reports
+    )
+    sentry_sdk.set_tag("component", component)
+    return True
+
+
+def tag_order(order_id: str | None) -> None:
+    """Tag what this request or task reports with its order: a Sentry tag and a log field.
+
+    Both live in context variables (Sentry's scope is forked per request and per task by its
+    FastAPI and Celery integrations), so the tag never leaks to the next request.
+    """
+    if not order_id:
+        return
+    sentry_sdk.set_tag("order_id", order_id)
+    structlog.contextvars.bind_contextvars(order_id=order_id)

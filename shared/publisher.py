@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from shared.messages import OutgoingTask, celery_body, celery_headers
+from shared.messages import PUBLISHED_AT_HEADER, OutgoingTask, celery_body, celery_headers
 from shared.queues import (
     DEAD_LETTER_EXCHANGE,
     TASK_EXCHANGE,
@@ -168,9 +170,13 @@ class Publisher:
 
 
 def _message(task: OutgoingTask) -> aio_pika.Message:
+    # `timestamp` (whole seconds, AMQP) gives the management API a head-message age; the
+    # header keeps milliseconds for the workers' publish-to-start wait histogram.
+    now = time.time()
     return aio_pika.Message(
         body=celery_body(task),
-        headers=celery_headers(task),
+        headers={**celery_headers(task), PUBLISHED_AT_HEADER: round(now, 3)},
+        timestamp=datetime.fromtimestamp(now, UTC),
         content_type="application/json",
         content_encoding="utf-8",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

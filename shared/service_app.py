@@ -10,11 +10,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import ValidationError
+from sentry_sdk.integrations import Integration
 
+from shared.access_log import AccessLog
 from shared.config import Settings, get_settings
 from shared.guard import BodyLimit, RouteGuard
 from shared.http import Auth, install_observability, install_probes, install_problem_handlers
-from shared.observability import configure_logging
+from shared.metrics import OutboxLagMonitor
+from shared.observability import configure_logging, init_sentry
 from shared.openapi import install_openapi
 from shared.runtime import ServiceRuntime
 from shared.shedding import QueueDepths, watched_queues
@@ -40,8 +43,10 @@ def create_service_app(
     make_runtime: Callable[[Settings], ServiceRuntime],
     routers: Sequence[APIRouter],
     settings: Settings | None = None,
+    bulk_paths: Sequence[str] = (),
 ) -> FastAPI:
     settings = settings or load_settings()
+    init_sentry(settings, f"{service}-api", _sentry_integrations())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,7 +67,12 @@ def create_service_app(
         )
         app.state.queue_depths = depths
         depths.start()
+        lag = OutboxLagMonitor(
+            service, runtime.db, runtime.outbox, settings.outbox_lag_interval_seconds
+        )
+        lag.start()
         yield
+        await lag.stop()
         await depths.stop()
         await runtime.stop()
 
@@ -76,9 +86,15 @@ def create_service_app(
     app.state.auth = Auth(settings)
     install_problem_handlers(app)
     # Outermost last: metrics see every answer; the guard answers before any body is read.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        bulk_paths=frozenset(bulk_paths),
+        bulk_bytes=settings.max_bulk_body_bytes,
+    )
     app.add_middleware(RouteGuard)
     install_observability(app, service)
+    app.add_middleware(AccessLog)  # outermost: sees the correlation id the line above sets
 
     async def readiness() -> dict[str, bool]:
         runtime: ServiceRuntime = app.state.runtime
@@ -98,3 +114,10 @@ def create_service_app(
 
 def runtime_of(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
+
+
+def _sentry_integrations() -> list[Integration]:
+    from sentry_sdk.integrations.fastapi import FastApiIntegration
+    from sentry_sdk.integrations.starlette import StarletteIntegration
+
+    return [StarletteIntegration(), FastApiIntegration()]

@@ -2,7 +2,9 @@
 async handler on the worker's loop.
 
 A payload that does not validate is rejected without requeue, so RabbitMQ dead-letters it to
-`<queue>.dlq` with the reason in the worker log; it never half-runs.
+`<queue>.dlq` with the reason in the worker log; it never half-runs. Every run logs
+`task started` and `task succeeded` (or `task raised ...`) with the task name, its id, the order id
+(when the payload has one) and the correlation id, so one grep follows an order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from celery import Task, shared_task
 from celery.exceptions import Reject
 from pydantic import BaseModel, ValidationError
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from shared.aio import worker_loop
 from shared.db import is_transient
 from shared.messages import CORRELATION_HEADER
-from shared.observability import set_correlation_id
+from shared.observability import set_correlation_id, tag_order
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
@@ -66,30 +69,13 @@ def task(
                 headers.get(CORRELATION_HEADER) or getattr(self.request, CORRELATION_HEADER, None)
             )
             _attempt.set(Attempt(self.request.retries or 0, self.max_retries))
-            if args:
-                log.error("positional arguments for %s[%s], dead-lettering", name, self.request.id)
-                raise Reject("invalid payload: positional arguments", requeue=False)
-            try:
-                command = payload.model_validate(kwargs)
-            except ValidationError as exc:
-                reason = invalid_payload_reason(exc)
-                log.error(
-                    "invalid payload for %s[%s], dead-lettering: %s", name, self.request.id, reason
-                )
-                raise Reject(reason, requeue=False) from exc
-            try:
-                worker_loop.run(handler(command))
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                # The database or the network is away (restart, failover): wait and retry,
-                # with exponential backoff and jitter, instead of failing the task.
-                log.warning("%s hit a transient error, retrying: %r", name, error)
-                raise self.retry(
-                    exc=error,
-                    countdown=infrastructure_backoff(self.request.retries or 0),
-                    max_retries=INFRASTRUCTURE_RETRIES,
-                ) from error
+            order_id = kwargs.get("order_id")
+            context = {"task": name, "task_id": self.request.id}
+            if isinstance(order_id, str):
+                context["order_id"] = order_id
+            with structlog.contextvars.bound_contextvars(**context):
+                tag_order(context.get("order_id"))
+                _run(self, handler, payload, name, args, kwargs)
 
         shell.__doc__ = handler.__doc__
         return shell
@@ -104,3 +90,40 @@ def invalid_payload_reason(exc: ValidationError) -> str:
         for error in exc.errors(include_input=False, include_url=False)
     ]
     return "invalid payload: " + "; ".join(problems)[:500]
+
+
+def _run(
+    task: Task,
+    handler: Callable[[P], Coroutine[Any, Any, Any]],
+    payload: type[P],
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    log.info("task started")
+    if args:
+        log.error("positional arguments for %s[%s], dead-lettering", name, task.request.id)
+        raise Reject("invalid payload: positional arguments", requeue=False)
+    try:
+        command = payload.model_validate(kwargs)
+    except ValidationError as exc:
+        reason = invalid_payload_reason(exc)
+        log.error("invalid payload for %s[%s], dead-lettering: %s", name, task.request.id, reason)
+        raise Reject(reason, requeue=False) from exc
+    try:
+        worker_loop.run(handler(command))
+    except Exception as error:
+        if not is_transient(error):
+            log.warning(
+                "task raised %s: retried or dead-lettered per its policy", type(error).__name__
+            )
+            raise
+        # The database or the network is away (restart, failover): wait and retry, with
+        # exponential backoff and jitter, instead of failing the task.
+        log.warning("%s hit a transient error, retrying: %r", name, error)
+        raise task.retry(
+            exc=error,
+            countdown=infrastructure_backoff(task.request.retries or 0),
+            max_retries=INFRASTRUCTURE_RETRIES,
+        ) from error
+    log.info("task succeeded")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.support.campaigns import Campaigns, empty_audience
 from tests.support.shop import Shop
 from tests.support.stack import BROKER_PROXY_PORT, Stack, build_stack
 from tests.support.tcp_proxy import CuttableProxy
@@ -35,3 +36,14 @@ async def shop(stack: Stack) -> AsyncIterator[Shop]:
     client = Shop(stack)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def campaigns(shop: Shop) -> Campaigns:
+    return Campaigns(shop.notifications)
+
+
+@pytest.fixture
+async def no_subscribers(stack: Stack) -> None:
+    """Campaign tests start from an empty audience (campaigns go to every subscriber)."""
+    await empty_audience()

@@ -8,11 +8,11 @@ events on so that Flower works.
 
 from __future__ import annotations
 
-from celery import Celery, signals
+from celery import Celery, current_app, signals
 from kombu import Exchange, Queue
 
 from shared.config import Settings, get_settings
-from shared.observability import configure_logging
+from shared.observability import configure_logging, init_sentry
 from shared.queues import (
     POOL_QUEUE,
     ROUTES,
@@ -23,6 +23,8 @@ from shared.queues import (
     queue_arguments,
 )
 from shared.tls import celery_broker_ssl
+from workers import metrics  # noqa: F401 - connects the metrics and probe signal handlers
+from workers.profiles import PROFILES, task_annotations
 
 # Which service task modules each pool runs. A pool is an entry point, not a service.
 POOL_TASK_MODULES: dict[Pool, tuple[str, ...]] = {
@@ -37,7 +39,17 @@ POOL_TASK_MODULES: dict[Pool, tuple[str, ...]] = {
 def _logging(**_: object) -> None:
     """Workers log like the services: structured JSON with correlation ids."""
     settings = get_settings()
-    configure_logging("worker", settings.log_level, settings.log_json)
+    # `doorbuster-payments` -> `payments-pool`: which pool a line came from.
+    process = f"{current_app.main.removeprefix('doorbuster-')}-pool"
+    configure_logging(process, settings.log_level, settings.log_json)
+
+
+@signals.worker_init.connect
+def _sentry(**_: object) -> None:
+    """Sentry (when SENTRY_DSN is set) with the Celery integration, before any task runs."""
+    from sentry_sdk.integrations.celery import CeleryIntegration
+
+    init_sentry(get_settings(), "worker", [CeleryIntegration()])
 
 
 def celery_queues(queue_type: str) -> list[Queue]:
@@ -93,7 +105,10 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
     if broker_ssl is not None:
         app.conf.broker_use_ssl = broker_ssl
     if pool is not None:
+        profile = PROFILES[pool]
         app.conf.task_default_queue = POOL_QUEUE[pool].value
+        app.conf.worker_prefetch_multiplier = profile.prefetch_multiplier
+        app.conf.task_annotations = task_annotations(pool, settings)
     return app
 
 

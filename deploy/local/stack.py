@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 from shared.queues import Pool
+from workers.profiles import PROFILES
 
 SERVICES = ("orders", "inventory", "notifications")
 
@@ -22,6 +23,8 @@ class Ports:
     notifications: int = 8003
     stripe: int = 12111
     smtp: int = 1025
+    # Base of the pools' metrics ports: base + the pool's offset + the instance index.
+    metrics: int = 9100
 
     def service(self, name: str) -> int:
         return int(getattr(self, name))
@@ -33,14 +36,24 @@ class Process:
     argv: list[str]
     health_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    metrics_url: str | None = None
 
 
 def parse_pools(spec: str) -> dict[Pool, int]:
-    """`"payments=2 bulk=1"` -> processes per pool; pools not named get one each."""
+    """`"payments=2 bulk=1"` -> processes per pool; pools not named get one each, `=0` none."""
     counts = {pool: 1 for pool in Pool}
     for part in spec.replace(",", " ").split():
         name, _, count = part.partition("=")
-        counts[Pool(name.strip())] = int(count or 1)
+        try:
+            pool, number = Pool(name.strip()), int(count or 1)
+        except ValueError:
+            known = " ".join(pool.value for pool in Pool)
+            raise ValueError(
+                f"POOLS: {part!r} is not <pool>=<count> with a pool among: {known}"
+            ) from None
+        if number < 0:
+            raise ValueError(f"POOLS: {part!r}: a count cannot be negative")
+        counts[pool] = number
     return counts
 
 
@@ -117,8 +130,14 @@ def plan(
     for pool, count in pools.items():
         for index in range(count):
             name = f"{pool.value}-pool-{index + 1}" if count > 1 else f"{pool.value}-pool"
+            port = ports.metrics + PROFILES[pool].metrics_offset + index
+            argv = [python, "-m", "workers", pool.value, "--name", f"{name}@%h"]
             processes.append(
-                Process(name, [python, "-m", "workers", pool.value, "--name", f"{name}@%h"])
+                Process(
+                    name,
+                    [*argv, "--metrics-port", str(port)],
+                    metrics_url=f"http://{host}:{port}/metrics",
+                )
             )
     schedule = os.path.join(os.path.dirname(maildir), "celerybeat-schedule")
     processes.append(Process("beat", [python, "-m", "workers", "beat", "--schedule", schedule]))

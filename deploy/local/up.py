@@ -69,15 +69,20 @@ def main() -> None:
     with_sink = "SMTP_HOST" not in os.environ
     maildir = os.path.join(ROOT, "var", "mail")
     os.makedirs(os.path.dirname(maildir), exist_ok=True)
-    processes = plan(
-        ports, parse_pools(os.environ.get("POOLS", "")), with_emulator, with_sink, maildir
-    )
+    try:
+        pools = parse_pools(os.environ.get("POOLS", ""))
+    except ValueError as exc:
+        sys.exit(str(exc))
+    processes = plan(ports, pools, with_emulator, with_sink, maildir)
     manager = Manager(Printer(sys.stdout))
     for process in processes:
         manager.add_process(
             process.name, shlex.join(process.argv), env={**os.environ, **process.env}, cwd=ROOT
         )
     print(banner(ports, with_emulator, with_sink, maildir), flush=True)
+    for process in processes:
+        if process.metrics_url:
+            print(f"  {process.name:<18} {process.metrics_url}", flush=True)
     manager.loop()
     sys.exit(manager.returncode)
 
@@ -96,7 +101,8 @@ def banner(ports: Ports, with_emulator: bool, with_sink: bool, maildir: str) -> 
         if with_sink
         else "  SMTP               $SMTP_HOST",
         "  API keys (development): storefront `dev-storefront`, admin `dev-admin`",
-        "  Ctrl-C stops everything.",
+        "  ops CLI            .venv/bin/doorbuster queues | pools | dlq list <queue>",
+        "  Ctrl-C stops everything. Pool metrics (/metrics, /healthz, /readyz):",
     ]
     return "\n".join(lines)
 

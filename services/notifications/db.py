@@ -1,10 +1,17 @@
-"""The notifications database: transactional mails (one per order and kind) and the outbox."""
+"""The notifications database: transactional mails (one per order and kind), subscribers,
+campaigns with their audience and delivery records, the bulk rate limiter's bucket, the outbox."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
     Integer,
     MetaData,
     String,
@@ -12,7 +19,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from shared.outbox import outbox_table
 
@@ -33,6 +42,81 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # At most one mail of each kind per order, whatever is redelivered.
     UniqueConstraint("order_id", "kind", name="uq_notification_order_kind"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    # Identity ids give the audience a stable order (campaign batches are slices of it).
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # normalised: lowercase ASCII
+    Column("name", String(200)),
+    Column("status", String(16), nullable=False, server_default="subscribed"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("unsubscribed_at", DateTime(timezone=True)),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    # queued|sending|paused|completed|cancelled
+    Column("status", String(16), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("batch_size", Integer, nullable=False),
+    # Progress counters, moved in the same transaction as the delivery rows they count; the
+    # campaign is completed when sent + failed + skipped == total (no chord, no result backend).
+    Column("sent", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("skipped", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+# The audience, snapshotted when the campaign is created: one row per batch holding the
+# subscriber ids it covers, so `total` is exact and a batch task reads ~4 kB, not the list.
+campaign_batches = Table(
+    "campaign_batches",
+    metadata,
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), primary_key=True),
+    Column("batch_no", Integer, primary_key=True),
+    Column("subscriber_ids", ARRAY(BigInteger), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),  # pending|done
+    Column("done_at", DateTime(timezone=True)),
+)
+
+# One row per (campaign, subscriber), inserted as the claim before the mail is sent: a
+# redelivered or duplicated batch finds the row and never sends that address again.
+campaign_deliveries = Table(
+    "campaign_deliveries",
+    metadata,
+    Column("campaign_id", String(40), primary_key=True),
+    Column("subscriber_id", BigInteger, ForeignKey("subscribers.id"), primary_key=True),
+    Column("batch_no", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("status", String(16), nullable=False),  # sending|sent|failed|skipped
+    Column("error", Text),
+    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    ForeignKeyConstraint(
+        ["campaign_id", "batch_no"],
+        ["campaign_batches.campaign_id", "campaign_batches.batch_no"],
+        name="fk_delivery_batch",
+    ),
+    Index("ix_delivery_batch", "campaign_id", "batch_no"),
+)
+
+# Token buckets shared by every process of a pool (services/notifications/ratelimit.py). Times
+# are PostgreSQL's clock in epoch seconds, so workers on different hosts agree.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("at", Float, nullable=False, server_default=text("extract(epoch from now())")),
 )
 
 outbox = outbox_table(metadata)

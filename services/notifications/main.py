@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.notifications.api import router
+from services.notifications.campaign_api import campaign_router, subscriber_router
 from services.notifications.runtime import make_runtime
 from shared.service_app import create_service_app
 
@@ -14,5 +15,7 @@ def create_app() -> FastAPI:
         "notifications",
         "Transactional mail (one per order and kind) and bulk campaigns.",
         make_runtime,
-        [router],
+        [router, subscriber_router, campaign_router],
+        # The subscriber import takes up to 10,000 addresses: larger than the default limit.
+        bulk_paths=["/v1/subscribers"],
     )

@@ -1,9 +1,13 @@
-"""The notifications service's runtime: database, outbox, publisher and the mailer."""
+"""The notifications service's runtime: database, outbox, publisher, the mailer and the
+campaign sender (with the bulk pool's shared rate limiter)."""
 
 from __future__ import annotations
 
+from services.notifications.batches import CampaignSender
 from services.notifications.db import outbox
+from services.notifications.domain import chunk_size
 from services.notifications.mailer import Mailer
+from services.notifications.ratelimit import bulk_limiter
 from shared.config import Settings
 from shared.runtime import ServiceRuntime, WorkerRuntime
 
@@ -12,7 +16,22 @@ class NotificationsRuntime(ServiceRuntime):
     def __init__(self, settings: Settings | None = None):
         super().__init__("notifications", outbox, settings)
         self.mailer = Mailer(
-            self.settings.smtp_host, self.settings.smtp_port, self.settings.mail_from
+            self.settings.smtp_host,
+            self.settings.smtp_port,
+            self.settings.mail_from,
+            self.settings.smtp_timeout_seconds,
+        )
+        rate = self.settings.bulk_mail_rate_per_second
+        self.chunk = chunk_size(rate, self.settings.campaign_chunk_max)
+        self.limiter = bulk_limiter(self.db, rate, self.settings.bulk_mail_burst, self.chunk)
+
+    def campaign_sender(self) -> CampaignSender:
+        return CampaignSender(
+            uow=self.uow(),
+            mailer=self.mailer,
+            limiter=self.limiter,
+            chunk=self.chunk,
+            lease_seconds=self.settings.campaign_claim_lease_seconds,
         )
 
 

@@ -1,23 +1,49 @@
-"""The notifications service's Celery surface."""
+"""The notifications service's Celery surface: order mail (`notifications` pool) and campaign
+batches (`bulk` pool)."""
 
 from __future__ import annotations
 
-from services.notifications import handlers
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from services.notifications import batches, handlers
 from services.notifications.mailer import MailDeliveryError
 from services.notifications.runtime import worker_runtime
-from shared.contracts import SendOrderMail
+from shared.config import Settings, get_settings
+from shared.contracts import CampaignBatch, SendOrderMail
 from shared.queues import TaskName
 from shared.tasks import task
 
-# While SMTP fails the mail is retried with backoff (about 8 minutes in all), then
-# dead-lettered and shown as `failed`.
-MAIL_RETRY = {
-    "autoretry_for": (MailDeliveryError, handlers.MailInFlight),
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
+
+def retry_policy(
+    settings: Settings, max_retries: int, *retry_for: type[Exception]
+) -> dict[str, Any]:
+    """Celery autoretry with exponential backoff (whole seconds), from settings."""
+    return {
+        "autoretry_for": retry_for,
+        "retry_backoff": settings.mail_retry_backoff_seconds,
+        "retry_backoff_max": settings.mail_retry_backoff_max_seconds,
+        "retry_jitter": settings.mail_retry_jitter,
+        "max_retries": max_retries,
+    }
+
+
+_settings = get_settings()
+# While SMTP fails an order mail is retried with backoff (by default 2, 4, ... 120 s: at most
+# about 6 minutes, half that on average with jitter), then dead-lettered and shown as `failed`.
+MAIL_RETRY = retry_policy(
+    _settings, _settings.mail_max_retries, MailDeliveryError, handlers.MailInFlight
+)
+# A batch waits longer (campaigns are not urgent); a database blip is retried as well.
+BATCH_RETRY = retry_policy(
+    _settings,
+    _settings.campaign_batch_max_retries,
+    MailDeliveryError,
+    batches.BatchInFlight,
+    OperationalError,
+    InterfaceError,
+)
 
 
 @task(TaskName.SEND_ORDER_MAIL, SendOrderMail, **MAIL_RETRY)
@@ -25,3 +51,10 @@ async def send_order_mail(mail: SendOrderMail) -> None:
     """Send one order mail, at most once per order and kind."""
     runtime = await worker_runtime.get()
     await handlers.send_order_mail(runtime.uow(), runtime.mailer, mail)
+
+
+@task(TaskName.SEND_CAMPAIGN_BATCH, CampaignBatch, **BATCH_RETRY)
+async def send_campaign_batch(command: CampaignBatch) -> None:
+    """Send what is left of one campaign batch over one SMTP connection, throttled."""
+    runtime = await worker_runtime.get()
+    await batches.send_campaign_batch(runtime.campaign_sender(), command)

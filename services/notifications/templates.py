@@ -1,6 +1,9 @@
-"""Subjects and bodies of the transactional mails."""
+"""Subjects and bodies of the transactional mails; the campaign message template."""
 
 from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
 
 from shared.contracts import SendOrderMail
 
@@ -32,3 +35,33 @@ def render_order_mail(mail: SendOrderMail) -> tuple[str, str]:
         ),
     }
     return texts[mail.kind]
+
+
+class CampaignMail:
+    """A campaign's message, rendered once per batch; each recipient gets only its own header
+    lines put in front. Building an `EmailMessage` per mail cost ~1.9 ms here, more than the
+    SMTP exchange itself; splicing three header lines costs microseconds.
+
+    Addresses are normalised ASCII without line breaks (domain.normalise_email), so they can
+    go into a header as they are.
+    """
+
+    def __init__(self, campaign_id: str, subject: str, body: str, sender: str):
+        message = EmailMessage()
+        message["From"] = sender
+        message["Subject"] = subject
+        message.set_content(body)
+        self.campaign_id = campaign_id
+        self._common = message.as_bytes(policy=SMTP)
+
+    def key(self, email: str) -> str:
+        """The `X-Doorbuster-Key`: one per campaign and address (a count > 1 is a duplicate)."""
+        return f"{self.campaign_id}:{email}"
+
+    def render(self, subscriber_id: int, email: str) -> bytes:
+        own = (
+            f"To: {email}\r\n"
+            f"Message-ID: <{self.campaign_id}.{subscriber_id}@doorbuster.test>\r\n"
+            f"X-Doorbuster-Key: {self.key(email)}\r\n"
+        )
+        return own.encode("ascii") + self._common

@@ -12,6 +12,7 @@ from services.orders import handlers, webhooks
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
+from shared.observability import tag_order
 from shared.openapi import DOCUMENT_AS_REQUIRED
 from shared.pagination import decode_cursor, encode_cursor
 from shared.queues import QueueName
@@ -94,6 +95,7 @@ async def place_order(
             "A request with this Idempotency-Key is still being processed; retry shortly.",
             headers={"Retry-After": "1"},
         ) from exc
+    tag_order(placed.order["id"])
     response.headers["Location"] = f"/v1/orders/{placed.order['id']}"
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -105,6 +107,7 @@ async def get_order(
     order_id: Annotated[str, Path(max_length=40)], request: Request, _: StorefrontKey
 ) -> Order:
     """One order with its current status."""
+    tag_order(order_id)
     try:
         return to_order(await handlers.get_order(runtime_of(request).uow(), order_id))
     except OrderNotFound as exc:

@@ -91,8 +91,7 @@ async def test_flash_sale_sells_exactly_the_stock(stack: Stack, shop: Shop):
 
     outcomes = Counter((order["status"], order["reason"]) for order in orders.values())
     assert outcomes == {("paid", None): STOCK, ("rejected", "out_of_stock"): CHECKOUTS - STOCK}
-    product = await shop.product(sku)
-    assert (product["stock"], product["reserved"], product["available"]) == (0, 0, 0)
+    await shop.wait_stock(sku, stock=0, reserved=0)
     paid = [order_id for order_id, order in orders.items() if order["status"] == "paid"]
     await wait_confirmations(shop, paid)
     await audit_for(stack, since, set(orders))
@@ -119,9 +118,8 @@ async def test_overlapping_multi_item_orders_never_deadlock_and_reserve_all_or_n
             assert all(item["unit_price"] == 1000 for item in order["items"])
             sold.update(item["sku"] for item in order["items"])
     for sku in skus:
-        product = await shop.product(sku)
-        assert product["reserved"] == 0
-        assert product["stock"] == 40 - sold[sku] >= 0
+        assert 40 - sold[sku] >= 0
+        await shop.wait_stock(sku, stock=40 - sold[sku], reserved=0)
     assert sum(sold.values()) > 0
     paid = [order_id for order_id, order in orders.items() if order["status"] == "paid"]
     await wait_confirmations(shop, paid)

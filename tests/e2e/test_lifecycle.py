@@ -62,8 +62,7 @@ async def test_cancelling_a_reserved_order_releases_units_and_a_late_charge_char
 
     assert (await shop.order(order_id))["status"] == "cancelled"
     assert emulator.intents_of(stack, order_id) == []
-    product = await shop.product(sku)
-    assert (product["stock"], product["reserved"]) == (3, 0)
+    await shop.wait_stock(sku, stock=3, reserved=0)
     assert (await shop.wait_mail(order_id, "order_cancelled"))["status"] == "sent"
 
 
@@ -86,9 +85,7 @@ async def test_cancelling_a_paid_order_refunds_it_once_and_returns_the_units(
     assert refunded["payment"]["status"] == "refunded"
     refunds = emulator.refunds_of(stack, order["payment"]["intent_id"])
     assert [refund.amount for refund in refunds] == [3000]
-    await settle(1)
-    product = await shop.product(sku)
-    assert (product["stock"], product["reserved"]) == (5, 0)
+    await shop.wait_stock(sku, stock=5, reserved=0)
 
     final = await shop.orders.post(f"/v1/orders/{order['id']}/cancel", headers=headers)
     assert final.status_code == 409
@@ -109,8 +106,7 @@ async def test_reservations_that_never_finish_expire_and_their_charge_charges_no
     await settle()
 
     assert emulator.intents_of(stack, order_id) == []
-    product = await shop.product(sku)
-    assert (product["stock"], product["reserved"]) == (4, 0)
+    await shop.wait_stock(sku, stock=4, reserved=0)
     assert (await shop.order(order_id))["status"] == "cancelled"
 
 

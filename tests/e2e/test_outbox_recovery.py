@@ -62,5 +62,4 @@ async def test_orders_committed_during_a_broker_outage_are_published_afterwards(
     for order in orders:
         succeeded = [pi for pi in intents_of(stack, order["id"]) if pi.status == "succeeded"]
         assert len(succeeded) == 1
-    product = await shop.product(sku)
-    assert (product["stock"], product["reserved"]) == (0, 0)
+    await shop.wait_stock(sku, stock=0, reserved=0)

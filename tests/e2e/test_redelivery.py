@@ -56,6 +56,7 @@ async def test_redelivering_every_task_of_a_paid_order_changes_nothing(stack: St
     order = await shop.wait_final((await shop.place_order([(sku, 2)])).json()["id"])
     assert order["status"] == "paid"
     await shop.wait_mail(order["id"], "order_confirmation")
+    await shop.wait_stock(sku, stock=3, reserved=0)
     before = await snapshot(shop, stack, order["id"], sku)
 
     order_id = order["id"]
@@ -104,6 +105,7 @@ async def test_redelivering_the_tasks_of_a_failed_order_changes_nothing(stack: S
     order = await shop.wait_final(response.json()["id"])
     assert order["status"] == "payment_failed"
     await shop.wait_mail(order["id"], "payment_failed")
+    await shop.wait_stock(sku, stock=4, reserved=0)
     before = await snapshot(shop, stack, order["id"], sku)
 
     await republish(

@@ -69,6 +69,18 @@ class Shop:
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    async def wait_stock(self, sku: str, stock: int, reserved: int, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            product = await self.product(sku)
+            if (product["stock"], product["reserved"]) == (stock, reserved):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{sku}: {product}, expected stock {stock} reserved {reserved}"
+                )
+            await asyncio.sleep(0.05)
+
     async def order(self, order_id: str) -> dict[str, Any]:
         response = await self.orders.get(f"/v1/orders/{order_id}", headers=STOREFRONT)
         assert response.status_code == 200, response.text

@@ -34,6 +34,7 @@ PORTS = Ports(
     notifications=18003 + _OFFSET,
     stripe=22111 + _OFFSET,
     smtp=21025 + _OFFSET,
+    metrics=19100 + _OFFSET,
 )
 BROKER_PROXY_PORT = 35672 + _OFFSET
 VHOST = f"doorbuster-test{SLOT or ''}"
@@ -78,6 +79,18 @@ def test_env() -> dict[str, str]:
         "ADMIN_API_KEYS": "",
         "OUTBOX_RELAY_INTERVAL_SECONDS": "0.5",
         "OUTBOX_RELAY_GRACE_SECONDS": "1",
+        # Short, deterministic mail retries (1, 2, 2, 2, 2 s: about 9 s in all) so that the SMTP
+        # outage tests run in seconds; the campaign batches retry for about 40 s.
+        "MAIL_RETRY_BACKOFF_SECONDS": "1",
+        "MAIL_RETRY_BACKOFF_MAX_SECONDS": "2",
+        "MAIL_RETRY_JITTER": "false",
+        "MAIL_MAX_RETRIES": "5",
+        "CAMPAIGN_BATCH_MAX_RETRIES": "20",
+        # Claims a killed bulk worker left are settled after 10 s instead of 2 minutes.
+        "CAMPAIGN_CLAIM_LEASE_SECONDS": "10",
+        # Above what one bulk process reaches here: the limiter runs on every chunk but does not
+        # slow the tests (its arithmetic and its PostgreSQL bucket have tests of their own).
+        "BULK_MAIL_RATE_PER_SECOND": "5000",
         "PYTHONUNBUFFERED": "1",
     }
 

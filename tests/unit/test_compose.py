@@ -5,6 +5,7 @@ from pathlib import Path
 import yaml
 
 from shared.queues import Pool
+from workers.profiles import PROFILES
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
@@ -34,3 +35,16 @@ def test_apps_wait_for_healthy_broker_database_and_migrations():
         assert depends["rabbitmq"]["condition"] == "service_healthy"
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_every_pool_sets_its_replicas_and_payments_runs_more_than_one():
+    for pool in Pool:
+        assert SERVICES[f"{pool.value}-pool"]["deploy"]["replicas"] >= 1
+    assert SERVICES["payments-pool"]["deploy"]["replicas"] >= 2
+
+
+def test_pool_health_checks_ask_the_workers_readiness_on_its_metrics_port():
+    for pool in Pool:
+        port = 9100 + PROFILES[pool].metrics_offset
+        check = " ".join(SERVICES[f"{pool.value}-pool"]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/readyz" in check

@@ -1,0 +1,192 @@
+"""`doorbuster`: watch queues and pools, scale pools, pause campaigns, redrive dead letters.
+
+Reads the same settings as the services (RABBITMQ_URL, RABBITMQ_MANAGEMENT_URL,
+NOTIFICATIONS_API_URL, OPS_ADMIN_KEY or ADMIN_API_KEYS). Every listing takes `--json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import aio_pika
+import httpx
+import typer
+from celery import Celery
+
+from ops import campaigns, dlq, pools, queues
+from ops.rabbit import Management, vhost_of
+from ops.render import emit
+from shared.config import get_settings
+from shared.queues import Pool
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+pool_app = typer.Typer(help="Grow or shrink a pool's workers (Celery remote control).")
+campaign_app = typer.Typer(help="Pause or resume a campaign (notifications API).")
+dlq_app = typer.Typer(help="List, inspect and redrive dead-lettered messages.")
+app.add_typer(pool_app, name="pool")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(dlq_app, name="dlq")
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the workers' replies.")]
+
+
+def management() -> Management:
+    settings = get_settings()
+    return Management(settings.rabbitmq_management_url, vhost_of(settings.rabbitmq_url))
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def unreachable(exc: Exception) -> typer.Exit:
+    url = get_settings().rabbitmq_management_url.rsplit("@", 1)[-1]
+    return fail(f"RabbitMQ management API ({url}): {exc}")
+
+
+@app.command("queues")
+def show_queues(as_json: Json = False) -> None:
+    """Per queue: ready, unacked, dead letters, publish/deliver rates, consumers, oldest age."""
+    try:
+        with management() as api:
+            rows = [row.as_dict() for row in queues.queue_rows(api)]
+    except httpx.HTTPError as exc:
+        raise unreachable(exc) from exc
+    emit(rows, as_json, queues.COLUMNS)
+
+
+def celery_app() -> Celery:
+    # Imported late: it loads every task module, which `queues` and `dlq` do not need.
+    from workers.app import flower_app
+
+    return flower_app()
+
+
+@app.command("pools")
+def show_pools(as_json: Json = False, timeout: Timeout = 1.0) -> None:
+    """Per pool: workers answering, total concurrency, tasks running now."""
+    rows = [row.as_dict() for row in pools.pool_rows(celery_app(), timeout)]
+    emit(rows, as_json, pools.COLUMNS)
+
+
+def _resize(pool: Pool, delta: int, timeout: float) -> None:
+    replies = pools.resize(celery_app(), pool, delta, timeout)
+    if not replies:
+        raise fail(f"no worker of pool {pool.value} answered")
+    for node, answer in sorted(replies.items()):
+        typer.echo(f"{node}: {answer.get('ok') or answer.get('error') or answer}")
+    if any("error" in answer for answer in replies.values()):
+        raise typer.Exit(1)
+
+
+@pool_app.command("grow")
+def grow(pool: Pool, n: Annotated[int, typer.Argument(min=1)] = 1, timeout: Timeout = 1.0) -> None:
+    """Add N threads/processes to every worker of POOL."""
+    _resize(pool, n, timeout)
+
+
+@pool_app.command("shrink")
+def shrink(
+    pool: Pool, n: Annotated[int, typer.Argument(min=1)] = 1, timeout: Timeout = 1.0
+) -> None:
+    """Remove N threads/processes from every worker of POOL (never below one)."""
+    _resize(pool, -n, timeout)
+
+
+def _campaign(campaign_id: str, action: str, as_json: bool) -> None:
+    try:
+        campaign = campaigns.campaign_action(get_settings(), campaign_id, action)
+    except campaigns.CampaignError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit(campaign, True)
+    else:
+        typer.echo(f"campaign {campaign.get('id', campaign_id)}: {campaign.get('status', action)}")
+
+
+@campaign_app.command("pause")
+def pause(campaign_id: str, as_json: Json = False) -> None:
+    """Stop sending a campaign's remaining batches (resumable)."""
+    _campaign(campaign_id, "pause", as_json)
+
+
+@campaign_app.command("resume")
+def resume(campaign_id: str, as_json: Json = False) -> None:
+    """Send a paused campaign's remaining batches."""
+    _campaign(campaign_id, "resume", as_json)
+
+
+QueueArg = Annotated[str, typer.Argument(help="A task queue (payments) or its DLQ (payments.dlq)")]
+
+
+def _letters(queue: str, limit: int) -> list[dlq.DeadLetter]:
+    try:
+        dlq.dlq_name(queue)
+    except ValueError as exc:
+        raise fail(f"unknown queue {queue!r}") from exc
+    try:
+        with management() as api:
+            return dlq.list_dead_letters(api, queue, limit)
+    except httpx.HTTPError as exc:
+        raise unreachable(exc) from exc
+
+
+@dlq_app.command("list")
+def dlq_list(queue: QueueArg, limit: int = 50, as_json: Json = False) -> None:
+    """Dead letters of QUEUE with why they died (x-death reason), oldest first."""
+    letters = _letters(queue, limit)
+    emit([letter.summary() for letter in letters], as_json, dlq.COLUMNS)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    queue: QueueArg,
+    key: Annotated[str, typer.Argument(help="task id, or position from `dlq list`")],
+    limit: int = 500,
+    as_json: Json = False,
+) -> None:
+    """One dead letter in full: headers, x-death history, properties, body."""
+    letter = dlq.find(_letters(queue, limit), key)
+    if letter is None:
+        raise fail(f"no dead letter {key!r} among the first {limit} of {queue}")
+    if as_json:
+        emit(letter.as_dict(), True)
+        return
+    emit([letter.summary()], False, dlq.COLUMNS)
+    for part in ("headers", "properties", "body"):
+        typer.echo(f"\n{part}:")
+        emit(getattr(letter, part), True)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    queue: QueueArg,
+    task_id: Annotated[str | None, typer.Option("--id", help="only this task id")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
+    as_json: Json = False,
+) -> None:
+    """Move dead letters back to their original queue, each confirmed before it is acked."""
+    try:
+        dlq.dlq_name(queue)
+    except ValueError as exc:
+        raise fail(f"unknown queue {queue!r}") from exc
+    try:
+        moved = asyncio.run(dlq.redrive(get_settings().rabbitmq_url, queue, limit, task_id))
+    except (OSError, aio_pika.exceptions.AMQPError) as exc:
+        raise fail(f"broker: {exc}") from exc
+    if task_id and not moved:
+        raise fail(f"no dead letter with task id {task_id} in {dlq.dlq_name(queue)}")
+    rows = [{"task": m.task, "task_id": m.task_id, "to_queue": m.routing_key} for m in moved]
+    if as_json:
+        emit(rows, True)
+    else:
+        typer.echo(f"redrove {len(moved)} message(s)")
+        if rows:
+            emit(rows, False, ("task", "task_id", "to_queue"))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,83 @@
+"""Service-side Prometheus metrics beyond HTTP requests: the outbox lag.
+
+Per route request counts and latency live with the HTTP middleware (`shared.http`). The outbox
+lag says whether tasks leave a service as fast as it commits them: how many rows are still
+unpublished, and how old the oldest one is. A few rows younger than the relay's grace period are
+normal (committed, not yet confirmed); a growing age means the broker refuses or is gone.
+Sampled in the background (default every 5 s) so a scrape never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import Gauge
+from sqlalchemy import func, select
+
+from shared.db import Database
+from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+OUTBOX_UNPUBLISHED = Gauge(
+    "doorbuster_outbox_unpublished", "Outbox rows not yet confirmed by the broker", ["service"]
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "doorbuster_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when none)",
+    ["service"],
+)
+
+
+@dataclass(frozen=True)
+class OutboxLag:
+    unpublished: int
+    oldest_age_seconds: float
+
+
+async def outbox_lag(db: Database, outbox: Outbox, now: datetime | None = None) -> OutboxLag:
+    table = outbox.table
+    async with db.sessions() as session:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(table.c.created_at)).where(
+                    table.c.published_at.is_(None)
+                )
+            )
+        ).one()
+    now = now or datetime.now(UTC)
+    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return OutboxLag(int(count or 0), age)
+
+
+class OutboxLagMonitor:
+    """Keeps the outbox gauges of one service current (one per API process)."""
+
+    def __init__(self, service: str, db: Database, outbox: Outbox, interval: float):
+        self._service, self._db, self._outbox, self._interval = service, db, outbox, interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def sample(self) -> OutboxLag:
+        lag = await outbox_lag(self._db, self._outbox)
+        OUTBOX_UNPUBLISHED.labels(self._service).set(lag.unpublished)
+        OUTBOX_OLDEST_AGE.labels(self._service).set(lag.oldest_age_seconds)
+        return lag
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except Exception as exc:  # noqa: BLE001 - the database may be down; /readyz says so
+                log.debug("outbox lag sample failed: %s", exc)
+            await asyncio.sleep(self._interval)

@@ -1,0 +1,116 @@
+"""An admin's view of subscribers and campaigns on the running stack, and what the SMTP sink
+received for a campaign."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.shop import ADMIN, STOREFRONT
+from tests.support.stack import Stack, db_fetch
+
+IMPORT_LIMIT = 10_000
+KEY_HEADER = b"\nX-Doorbuster-Key: "
+
+
+class Campaigns:
+    def __init__(self, client: httpx.AsyncClient):
+        self.client = client
+
+    async def import_subscribers(self, emails: list[str]) -> dict[str, int]:
+        totals = {"created": 0, "existing": 0}
+        for start in range(0, len(emails), IMPORT_LIMIT):
+            body = {"subscribers": [{"email": e} for e in emails[start : start + IMPORT_LIMIT]]}
+            response = await self.client.post("/v1/subscribers", json=body, headers=ADMIN)
+            assert response.status_code == 200, response.text
+            for key, value in response.json().items():
+                totals[key] += value
+        return totals
+
+    async def unsubscribe(self, email: str) -> httpx.Response:
+        return await self.client.post(f"/v1/subscribers/{email}/unsubscribe", headers=STOREFRONT)
+
+    async def create(self, subject: str = "Doorbuster deals", body: str = "50% off!") -> dict:
+        response = await self.client.post(
+            "/v1/campaigns", json={"subject": subject, "body": body}, headers=ADMIN
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    async def get(self, campaign_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/campaigns/{campaign_id}", headers=ADMIN)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def act(self, campaign_id: str, action: str) -> httpx.Response:
+        return await self.client.post(f"/v1/campaigns/{campaign_id}/{action}", headers=ADMIN)
+
+    async def wait_status(
+        self, campaign_id: str, statuses: Iterable[str], timeout: float = 60
+    ) -> dict[str, Any]:
+        wanted, deadline = set(statuses), time.monotonic() + timeout
+        while True:
+            campaign = await self.get(campaign_id)
+            if campaign["status"] in wanted:
+                return campaign
+            if time.monotonic() > deadline:
+                raise AssertionError(f"campaign still {campaign} after {timeout}s")
+            await asyncio.sleep(0.2)
+
+    async def wait_sent(self, campaign_id: str, at_least: int, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            campaign = await self.get(campaign_id)
+            if campaign["sent"] >= at_least:
+                return campaign
+            if time.monotonic() > deadline:
+                raise AssertionError(f"campaign only {campaign} after {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+async def empty_audience() -> None:
+    """Campaigns go to every subscriber (the contract has no lists), so each campaign test starts
+    from nobody subscribed. Test plumbing only: it writes the test database directly."""
+    await db_fetch("notifications", "UPDATE subscribers SET status = 'unsubscribed'")
+
+
+def campaign_mail(maildir: Path, campaign_id: str) -> Counter[str]:
+    """How many mails the sink holds per address for one campaign (`X-Doorbuster-Key`
+    `<campaign>:<email>`). Reads raw header bytes: the Maildir holds tens of thousands of
+    mails by then and parsing each with `email` (count_by_header) takes seconds."""
+    prefix = KEY_HEADER + campaign_id.encode() + b":"
+    counts: Counter[str] = Counter()
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            head = entry.read_bytes()[:2048]
+            at = head.find(prefix)
+            if at >= 0:
+                end = head.index(b"\n", at + len(prefix))
+                counts[head[at + len(prefix) : end].decode()] += 1
+    return counts
+
+
+@contextlib.contextmanager
+def smtp_down(stack: Stack) -> Iterator[None]:
+    """Stop the SMTP sink; whatever happens in the block, it is running again afterwards."""
+    stack.stop("smtp")
+    try:
+        yield
+    finally:
+        stack.start("smtp")
+        stack.wait_healthy()
+
+
+def addresses(prefix: str, count: int) -> list[str]:
+    """`count` distinct addresses, as an import would send them (mixed-case domain)."""
+    return [f"{prefix}{index:06d}@Example.COM" for index in range(count)]

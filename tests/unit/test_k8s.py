@@ -1,0 +1,202 @@
+"""deploy/k8s cannot be applied here (no cluster), so it is parsed, schema-checked with
+kubernetes-validate for the core kinds, and cross-checked against the code: every pool has a
+ScaledObject on the queue it consumes, with the threshold derived from deploy/capacity.yaml."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from shared.queues import POOL_QUEUE, Pool
+from workers.profiles import PROFILES
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+BASE = DEPLOY / "k8s" / "base"
+K8S_VERSION = "1.32"
+CORE_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "Job",
+    "Namespace",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+}
+
+
+def base_documents() -> list[dict]:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    documents = []
+    for resource in kustomization["resources"]:
+        documents += [doc for doc in yaml.safe_load_all((BASE / resource).read_text()) if doc]
+    return documents
+
+
+DOCS = base_documents()
+
+
+def of_kind(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in DOCS if doc["kind"] == kind}
+
+
+DEPLOYMENTS = of_kind("Deployment")
+SCALED = of_kind("ScaledObject")
+CAPACITY = yaml.safe_load((DEPLOY / "capacity.yaml").read_text())["pools"]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [doc for doc in DOCS if doc["kind"] in CORE_KINDS],
+    ids=lambda doc: doc["metadata"]["name"],
+)
+def test_core_kinds_match_the_kubernetes_schema(doc):
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_production_overlay_builds_with_kustomize():
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / "production")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    documents = list(yaml.safe_load_all(built))
+    assert {
+        doc["metadata"].get("namespace") for doc in documents if doc["kind"] != "Namespace"
+    } == {"doorbuster"}
+    assert len(documents) == len(DOCS) + 1  # + the Namespace
+    for doc in documents:
+        if doc["kind"] in CORE_KINDS:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_a_deployment_per_service_and_per_pool():
+    expected = {f"{name}-api" for name in ("orders", "inventory", "notifications")}
+    expected |= {f"{pool.value}-pool" for pool in Pool}
+    assert set(DEPLOYMENTS) == expected
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_every_deployment_has_probes_resources_and_a_locked_down_container(name):
+    pod = DEPLOYMENTS[name]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"]:
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
+            resources["limits"]
+        )
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert {"configMapRef": {"name": "doorbuster-config"}} in container["envFrom"]
+        assert {"secretRef": {"name": "doorbuster-secrets"}} in container["envFrom"]
+        assert not any("value" in env and "KEY" in env["name"] for env in container.get("env", []))
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_every_deployment_has_a_disruption_budget(name):
+    labels = DEPLOYMENTS[name]["spec"]["template"]["metadata"]["labels"]
+    budgets = [
+        pdb
+        for pdb in of_kind("PodDisruptionBudget").values()
+        if pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert len(budgets) == 1, name
+
+
+def test_secrets_come_from_a_secret_whose_keys_are_documented():
+    documented = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / "k8s" / "secrets.example.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert {
+        "RABBITMQ_URL",
+        "RABBITMQ_MANAGEMENT_URL",
+        "DATABASE_URL",
+        "STRIPE_API_KEY",
+    } <= documented
+    assert {"SENTRY_DSN", "ADMIN_API_KEYS", "STOREFRONT_API_KEYS"} <= documented
+    for auth in of_kind("TriggerAuthentication").values():
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["name"] == "doorbuster-secrets" and ref["key"] in documented
+    config = of_kind("ConfigMap")["doorbuster-config"]["data"]
+    assert not documented & set(config), "a secret in the ConfigMap"
+
+
+@pytest.mark.parametrize("pool", list(Pool), ids=str)
+def test_every_pool_runs_its_command_and_scales_on_its_own_queue(pool):
+    name = f"{pool.value}-pool"
+    container = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:4] == ["python", "-m", "workers", pool.value]
+    assert "replicas" not in DEPLOYMENTS[name]["spec"], "KEDA owns the replica count"
+    scaled = SCALED[name]["spec"]
+    assert scaled["scaleTargetRef"]["name"] == name
+    [trigger] = scaled["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    assert trigger["metadata"]["queueName"] == POOL_QUEUE[pool].value
+    assert trigger["metadata"]["mode"] == "QueueLength"
+    assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
+
+
+@pytest.mark.parametrize("pool", list(Pool), ids=str)
+def test_thresholds_follow_from_the_measured_service_time(pool):
+    measured = CAPACITY[pool.value]
+    assert measured["concurrency"] == PROFILES[pool].concurrency
+    throughput = measured["concurrency"] / measured["service_time_s"]  # tasks/s per pod
+    expected = math.ceil(measured["concurrency"] + throughput * measured["target_wait_s"])
+    [trigger] = SCALED[f"{pool.value}-pool"]["spec"]["triggers"]
+    assert int(trigger["metadata"]["value"]) == expected
+    readme = (DEPLOY / "README.md").read_text()
+    assert re.search(rf"\|\s*{pool.value}\s*\|.*\|\s*{expected}\s*\|", readme), "README table"
+
+
+def test_payments_scales_first_and_fastest():
+    def spec(pool: Pool) -> dict:
+        return SCALED[f"{pool.value}-pool"]["spec"]
+
+    payments = spec(Pool.PAYMENTS)
+    up = payments["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]
+    assert up["stabilizationWindowSeconds"] == 0
+    assert payments["minReplicaCount"] >= 2
+    for other in (Pool.ORDERS, Pool.NOTIFICATIONS, Pool.BULK):
+        assert payments["pollingInterval"] <= spec(other)["pollingInterval"]
+        assert CAPACITY["payments"]["target_wait_s"] <= CAPACITY[other.value]["target_wait_s"]
+
+
+def test_rabbitmq_and_postgres_come_from_their_operators():
+    [rabbit] = of_kind("RabbitmqCluster").values()
+    assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1" and rabbit["spec"]["replicas"] == 3
+    major, minor = (
+        int(part) for part in re.match(r"rabbitmq:(\d+)\.(\d+)", rabbit["spec"]["image"]).groups()
+    )
+    assert (major, minor) >= (4, 3)
+    assert of_kind("ConfigMap")["doorbuster-config"]["data"]["QUEUE_TYPE"] == "quorum"
+    [postgres] = of_kind("Cluster").values()
+    assert postgres["apiVersion"] == "postgresql.cnpg.io/v1" and postgres["spec"]["instances"] == 3
+    databases = {postgres["spec"]["bootstrap"]["initdb"]["database"]}
+    databases |= {db["spec"]["name"] for db in of_kind("Database").values()}
+    assert databases == {f"doorbuster_{s}" for s in ("orders", "inventory", "notifications")}
+
+
+def test_api_services_target_the_probed_port():
+    for name, service in of_kind("Service").items():
+        container = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"][0]
+        port_names = {port["name"] for port in container["ports"]}
+        assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names

@@ -1,0 +1,55 @@
+"""The Prometheus scrape config and the Grafana dashboard read the metrics the code exports:
+every API and pool port is scraped, and the dashboard has a row per queue."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from shared.queues import QueueName
+from workers.profiles import PROFILES
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+PROMETHEUS = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+DASHBOARD = json.loads((DEPLOY / "grafana" / "doorbuster.json").read_text())
+OUR_METRICS = {
+    "doorbuster_http_requests_total",
+    "doorbuster_http_request_seconds_bucket",
+    "doorbuster_outbox_unpublished",
+    "doorbuster_outbox_oldest_unpublished_age_seconds",
+    "doorbuster_task_wait_seconds_bucket",
+    "doorbuster_task_run_seconds_bucket",
+    "doorbuster_tasks_total",
+    "doorbuster_task_retries_total",
+    "doorbuster_task_dead_letters_total",
+}
+
+
+def targets(job: str) -> set[str]:
+    [config] = [c for c in PROMETHEUS["scrape_configs"] if c["job_name"] == job]
+    return {target for group in config["static_configs"] for target in group["targets"]}
+
+
+def test_prometheus_scrapes_every_api_and_the_first_instance_of_every_pool():
+    assert {"127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"} <= targets("doorbuster-services")
+    pool_ports = {f"127.0.0.1:{9100 + profile.metrics_offset}" for profile in PROFILES.values()}
+    assert pool_ports <= targets("doorbuster-pools")
+    assert any(c["job_name"] == "kubernetes-pods" for c in PROMETHEUS["scrape_configs"])
+
+
+def test_the_dashboard_has_a_row_per_queue():
+    rows = [panel["title"] for panel in DASHBOARD["panels"] if panel["type"] == "row"]
+    assert [f"Queue {queue.value}" for queue in QueueName] == [
+        r for r in rows if r.startswith("Queue")
+    ]
+
+
+def test_every_dashboard_query_uses_a_metric_that_exists():
+    used = set()
+    for panel in DASHBOARD["panels"]:
+        for target in panel.get("targets", []):
+            used |= set(re.findall(r"\b(doorbuster_[a-z_]+)", target["expr"]))
+    assert used == OUR_METRICS
