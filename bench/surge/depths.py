@@ -1,10 +1,12 @@
 """Queue depths during the run, sampled once a second in a background thread.
 
-Each sample comes from RabbitMQ's management API when it answers (ready + unacknowledged, but
-refreshed by the broker only every 5 s by default: `collect_statistics_interval`), else from
-passive declares over AMQP (exact and immediate, ready messages only). A broker that does not
-answer at all (another test restarting it) leaves a gap, never stops the run. The report says
-which source the samples came from.
+Each sample comes from passive declares over AMQP when the broker answers (ready messages,
+exact at that moment: the backlog, read the way the APIs' load shedding reads it), else from
+RabbitMQ's management API (ready + unacknowledged). AMQP comes first because the management
+API's numbers are refreshed by the broker only every 5 s (`collect_statistics_interval`): on
+this machine they moved in 5-second steps, too coarse for a surge that ramps up in 10 s. A
+broker that answers neither (another test restarting it) leaves a gap and never stops the
+run. The report says which source the samples came from.
 """
 
 from __future__ import annotations
@@ -70,11 +72,11 @@ class DepthSampler(threading.Thread):
             async with httpx.AsyncClient(auth=auth, timeout=2) as http:
                 while not self._stop_event.is_set():
                     now = f"{time.time():.3f}"
-                    depths = await self._from_management(http, url)
-                    source = "management API (refreshed every ~5 s by the broker)"
+                    depths = await self._from_amqp()
+                    source = "AMQP passive declares (ready messages)"
                     if depths is None:
-                        depths = await self._from_amqp()
-                        source = "AMQP passive declares (ready messages only)"
+                        depths = await self._from_management(http, url)
+                        source = "management API (ready + unacked, refreshed every ~5 s)"
                     self.sources[source if depths is not None else "no answer"] += 1
                     for depth in depths or []:
                         out.row(now, *depth)
