@@ -20,9 +20,7 @@ import argparse
 import asyncio
 import os
 import shlex
-import subprocess
 import sys
-import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,14 +29,13 @@ from typing import Any
 import httpx
 from pydantic_settings import BaseSettings
 
-from bench.surge import journal, profile, report, seed, settle, target
+from bench.surge import journal, launch, profile, report, seed, settle, target
 from bench.surge.depths import DepthSampler
 from ops.audit import render as render_audit
 from ops.audit import run_audit
 from shared.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_URLS = {
     "orders": "http://127.0.0.1:8001",
     "inventory": "http://127.0.0.1:8002",
@@ -94,46 +91,84 @@ def main(argv: list[str] | None = None) -> int:
     if down:
         print(f"no stack answers at {', '.join(down)}: start one (make up) or pass its URLs")
         return 2
-    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    folder = args.out / run_id
-    folder.mkdir(parents=True)
-    settings = get_settings()
-    stripe_url = (args.stripe_url or settings.stripe_api_base).rstrip("/")
-    run: dict[str, Any] = {"run id": run_id, "notes": [], "machine": target.machine()}
-    run["profile"] = {
-        "name": plan.name,
-        "duration": plan.duration,
-        "stages": [asdict(stage) for stage in plan.stages],
-    }
-    started_at = datetime.now(UTC)
-    keys = Keys()
-    emulator_before = prepare_emulator(stripe_url, args.stripe_latency_ms, run)
-    seeded = seed_run(urls, keys, run_id, args)
-    run["settings"] = describe(args, plan, urls, stripe_url, seeded, run)
-    print(
-        f"surge {run_id}: {plan.name} profile, {plan.peak_users} users at the peak, "
-        f"{plan.duration:.0f} s; files in {folder}"
-    )
-    sampler = DepthSampler(settings, folder)
-    sampler.start()
-    try:
-        run["locust exit"] = run_locust(args, plan, urls, run_id, seeded, folder)
-        if not (folder / journal.REQUESTS).exists():
-            print(f"Locust sent no request (exit status {run['locust exit']}): see above")
-            return 2
-        print(f"load done; settling (at most {args.settle_timeout:.0f} s)")
-        run["settle"] = asyncio.run(settle_run(urls, keys, folder, args.settle_timeout))
-    finally:
-        sampler.stop()
-        run["queue source"] = sampler.source
-        restore_emulator(stripe_url, emulator_before)
-    ok = audit(settings, started_at, maildir_of(args), folder, run)
-    run["machine"]["load average at the end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    journal.write_json(folder / journal.RUN, run)
-    page = report.render(folder)
-    link_latest(args.out, folder)
-    print(f"report: {page}")
-    return 0 if ok else 1
+    surge = Surge(args, plan, urls)
+    seeded = surge.prepare()
+    if not surge.load(seeded):
+        return 2
+    return 0 if surge.finish() else 1
+
+
+class Surge:
+    """One run: its folder, its record (run.json) and its phases."""
+
+    def __init__(self, args: argparse.Namespace, plan: profile.Profile, urls: dict[str, str]):
+        self.args, self.plan, self.urls = args, plan, urls
+        self.run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        self.folder = args.out / self.run_id
+        self.settings = get_settings()
+        self.stripe_url = (args.stripe_url or self.settings.stripe_api_base).rstrip("/")
+        self.keys = Keys()
+        self.started_at = datetime.now(UTC)  # the audit checks orders from here on
+        self.record: dict[str, Any] = {"run id": self.run_id, "notes": []}
+        self.record["machine"] = target.machine()
+        self.record["profile"] = {
+            "name": plan.name,
+            "duration": plan.duration,
+            "stages": [asdict(stage) for stage in plan.stages],
+        }
+        self.emulator_before: dict[str, Any] | None = None
+
+    def prepare(self) -> seed.Seeded:
+        self.folder.mkdir(parents=True)
+        self.emulator_before = prepare_emulator(
+            self.stripe_url, self.args.stripe_latency_ms, self.record
+        )
+        seeded = seed_run(self.urls, self.keys, self.run_id, self.args)
+        self.record["settings"] = describe(
+            self.args, self.plan, self.urls, self.stripe_url, seeded, self.record
+        )
+        print(
+            f"surge {self.run_id}: {self.plan.name} profile, {self.plan.peak_users} users at "
+            f"the peak, {self.plan.duration:.0f} s; files in {self.folder}"
+        )
+        return seeded
+
+    def load(self, seeded: seed.Seeded) -> bool:
+        """Locust, then settling, with queue depths and CPU sampled all along. False when
+        Locust sent nothing (it refused its arguments, or could not start)."""
+        depths = DepthSampler(self.settings, self.folder)
+        machine = target.MachineSampler(self.folder)
+        depths.start()
+        machine.start()
+        if self.args.ui:
+            print(f"Locust's web UI: http://127.0.0.1:{self.args.web_port}")
+        try:
+            argv = launch.locust_argv(self.args, self.urls, self.run_id, seeded, self.folder)
+            self.record["locust exit"] = launch.run_locust(argv, self.plan, self.folder, machine)
+            if not (self.folder / journal.REQUESTS).exists():
+                print(f"Locust sent no request (exit {self.record['locust exit']}): see above")
+                return False
+            patience = self.args.settle_timeout
+            print(f"load done; settling (at most {patience:.0f} s)")
+            settled = settle_run(self.urls, self.keys, self.folder, patience)
+            self.record["settle"] = asyncio.run(settled)
+        finally:
+            depths.stop()
+            machine.stop()
+            self.record["queue source"] = depths.source
+            restore_emulator(self.stripe_url, self.emulator_before)
+        return True
+
+    def finish(self) -> bool:
+        """Audit, report, and point var/surge/latest at this run. True when the audit holds."""
+        ok = audit(self.settings, self.started_at, maildir_of(self.args), self.folder, self.record)
+        end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        self.record["machine"]["load average at the end"] = end_load
+        journal.write_json(self.folder / journal.RUN, self.record)
+        page = report.render(self.folder)
+        link_latest(self.args.out, self.folder)
+        print(f"report: {page}")
+        return ok
 
 
 def prepare_emulator(stripe_url: str, latency: str, run: dict[str, Any]) -> dict[str, Any] | None:
@@ -196,83 +231,6 @@ def describe(
         or f"{subscribers['created']} new, {subscribers['existing']} existing",
         "settle timeout (s)": args.settle_timeout,
     }
-
-
-def run_locust(
-    args: argparse.Namespace,
-    plan: profile.Profile,
-    urls: dict[str, str],
-    run_id: str,
-    seeded: seed.Seeded,
-    folder: Path,
-) -> int:
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--host",
-        urls["orders"],
-        "--surge-profile",
-        args.profile,
-        "--surge-users",
-        str(args.users),
-        "--surge-duration",
-        str(args.duration),
-        "--run-dir",
-        str(folder),
-        "--run-id",
-        run_id,
-        "--skus",
-        ",".join(seeded.skus),
-        "--flash-sku",
-        seeded.flash_sku,
-        "--html",
-        str(folder / "locust.html"),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-    ]
-    argv += [f"--{service}-url={url}" for service, url in urls.items()]
-    if args.spawn_rate:
-        argv += ["--surge-spawn-rate", str(args.spawn_rate)]
-    if args.ui:
-        argv += [
-            "--autostart",
-            "--autoquit",
-            "5",
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            str(args.web_port),
-        ]
-        print(f"Locust's web UI: http://127.0.0.1:{args.web_port}")
-    else:
-        argv += ["--headless"]
-    process = subprocess.Popen(argv, cwd=ROOT)
-    try:
-        return watch(process, plan, folder)
-    except KeyboardInterrupt:
-        print("interrupted: stopping the load, then settling and reporting what ran")
-        return process.wait()
-
-
-def watch(process: subprocess.Popen[bytes], plan: profile.Profile, folder: Path) -> int:
-    """Wait for Locust, printing a progress line every 10 seconds."""
-    started = time.monotonic()
-    while True:
-        try:
-            return process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            elapsed = time.monotonic() - started
-            stage = plan.at(elapsed)
-            accepted = sum(1 for _ in journal.read_csv(folder / journal.ACCEPTED))
-            print(
-                f"  {elapsed:5.0f} s  {stage.label if stage else 'ending':<14} "
-                f"orders accepted so far: {accepted}",
-                flush=True,
-            )
 
 
 async def settle_run(

@@ -70,6 +70,10 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         "paid orders": paid["orders"],
         "accept-to-paid p50 / p95 / p99 ms": triple(paid),
         "failed requests": summary["failed requests"],
+        "machine during the load": ", ".join(
+            f"{key}: {NONE if value is None else value}"
+            for key, value in summary.get("machine during the load", {}).items()
+        ),
         "campaign": campaign_line(summary["campaign"]),
         "settling": ", ".join(f"{key}: {value}" for key, value in summary["settle"].items()),
         "audit": summary["audit"],

@@ -165,3 +165,29 @@ def errors(samples: Samples, seconds: float, spans: Spans, marks: Marks, path: P
     ax.set_xlabel("seconds since the load started")
     ax.set_title("Errors per second (failed requests, shed checkouts, orders never final)")
     return _save(fig, path)
+
+
+def machine(
+    usage: dict[str, np.ndarray], seconds: float, spans: Spans, marks: Marks, path: Path
+) -> str:
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    end = max(seconds, float(usage["t"].max()) if usage["t"].size else 0.0)
+    _frame(ax, spans, marks, end)
+    if usage["t"].size:
+        ax.plot(usage["t"], usage["cpu"], label="machine CPU busy, % of all cores", color="tab:red")
+        ax.plot(
+            usage["t"],
+            usage["locust"],
+            label="of which Locust (the load generator)",
+            color="tab:gray",
+        )
+        twin = ax.twinx()
+        twin.plot(usage["t"], usage["load"], ":", color="black", label="load average (1 min)")
+        twin.set_ylabel("load average")
+        twin.set_ylim(0, max(float(usage["load"].max()) * 1.1, 1.0))
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% CPU")
+    ax.set_xlabel("seconds since the load started (includes settling)")
+    ax.set_title("The machine: CPU busy and load average (dotted, right axis)")
+    return _save(fig, path)

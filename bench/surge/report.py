@@ -26,6 +26,7 @@ def render(folder: Path) -> Path:
     campaign = journal.read_json(folder / journal.CAMPAIGN, {})
     audit = (folder / journal.AUDIT).read_text() if (folder / journal.AUDIT).exists() else ""
     spans, marks = timeline(run, campaign, t0)
+    usage = stats.load_machine(folder, t0)
     images = {
         "Requests per second": plots.throughput(
             samples, stats.load_users(folder, t0), seconds, spans, marks, folder / "throughput.png"
@@ -38,8 +39,10 @@ def render(folder: Path) -> Path:
             depths, seconds, spans, marks, run.get("queue source", "?"), folder / "queues.png"
         ),
         "Errors": plots.errors(samples, seconds, spans, marks, folder / "errors.png"),
+        "The machine": plots.machine(usage, seconds, spans, marks, folder / "machine.png"),
     }
     summary = summarize(samples, orders, depths, campaign, audit, run, seconds)
+    summary["machine during the load"] = stats.machine_summary(usage, seconds)
     journal.write_json(folder / journal.SUMMARY, summary)
     (folder / journal.REPORT).write_text(page.render(run, summary, samples, images, audit))
     return folder / journal.REPORT

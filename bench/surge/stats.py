@@ -146,3 +146,29 @@ def load_users(folder: Path, t0: float) -> tuple[np.ndarray, np.ndarray]:
     ]
     data = np.array(rows, dtype=float).reshape(-1, 2)
     return data[:, 0], data[:, 1]
+
+
+def load_machine(folder: Path, t0: float) -> dict[str, np.ndarray]:
+    """CPU busy % (machine, Locust's share) and the 1-minute load average over time."""
+    rows = [
+        (
+            float(r["ts"]) - t0,
+            float(r["cpu_percent"]),
+            float(r["locust_percent"]),
+            float(r["load1"]),
+        )
+        for r in journal.read_csv(folder / journal.MACHINE)
+    ]
+    data = np.array(rows, dtype=float).reshape(-1, 4)
+    return {"t": data[:, 0], "cpu": data[:, 1], "locust": data[:, 2], "load": data[:, 3]}
+
+
+def machine_summary(usage: dict[str, np.ndarray], seconds: float) -> dict[str, float | None]:
+    during = usage["t"] < seconds
+    if not during.any():
+        return {"CPU busy % (mean)": None, "Locust's share %": None, "load average (max)": None}
+    return {
+        "CPU busy % (mean)": round(float(usage["cpu"][during].mean()), 1),
+        "Locust's share %": round(float(usage["locust"][during].mean()), 1),
+        "load average (max)": round(float(usage["load"][during].max()), 2),
+    }

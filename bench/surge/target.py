@@ -6,10 +6,16 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+
+from bench.surge import journal
 
 
 def unhealthy(urls: dict[str, str]) -> list[str]:
@@ -62,3 +68,47 @@ def git_revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+class MachineSampler(threading.Thread):
+    """CPU busy once a second: the whole machine's, and the share the Locust process takes
+    (both in % of all cores), with the load average. On a shared 2-core machine this is what
+    tells a slow stack from a starved one."""
+
+    def __init__(self, folder: Path, interval: float = 1.0):
+        super().__init__(name="machine", daemon=True)
+        self.path, self.interval = folder / journal.MACHINE, interval
+        self.locust: psutil.Process | None = None
+        self._stop_event = threading.Event()
+
+    def watch(self, pid: int) -> None:
+        try:
+            self.locust = psutil.Process(pid)
+            self.locust.cpu_percent(None)  # the first reading only starts the clock
+        except psutil.Error:
+            self.locust = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        out = journal.CsvAppender(self.path, journal.MACHINE_COLUMNS)
+        cores = psutil.cpu_count() or 1
+        psutil.cpu_percent(None)
+        try:
+            while not self._stop_event.wait(self.interval):
+                out.row(
+                    f"{time.time():.3f}",
+                    psutil.cpu_percent(None),
+                    round(self._locust_percent() / cores, 1),
+                    os.getloadavg()[0],
+                )
+        finally:
+            out.close()
+
+    def _locust_percent(self) -> float:
+        try:
+            return self.locust.cpu_percent(None) if self.locust is not None else 0.0
+        except psutil.Error:
+            return 0.0

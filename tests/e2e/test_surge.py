@@ -14,7 +14,7 @@ import httpx
 
 from tests.support.stack import ROOT, Stack
 
-PLOTS = ("throughput", "latency", "accept_to_paid", "queues", "errors")
+PLOTS = ("throughput", "latency", "accept_to_paid", "queues", "errors", "machine")
 
 
 def surge(stack: Stack, out: Path) -> subprocess.CompletedProcess[str]:

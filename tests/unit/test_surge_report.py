@@ -56,6 +56,8 @@ def fake_run(folder: Path, audit_ok: bool = True) -> None:
     write_rows(folder / journal.REQUESTS, journal.REQUEST_COLUMNS, requests)
     write_rows(folder / journal.ORDERS, journal.ORDER_COLUMNS, orders)
     write_rows(folder / journal.QUEUES, journal.QUEUE_COLUMNS, queues)
+    machine = [(T0 + s, 50 + s / 2, 10, 1.5) for s in range(70)]
+    write_rows(folder / journal.MACHINE, journal.MACHINE_COLUMNS, machine)
     journal.write_json(
         folder / journal.CAMPAIGN,
         {"http": 404, "launched_at": T0 + 30, "note": "campaigns not available (HTTP 404)"},
@@ -85,7 +87,7 @@ def test_the_report_has_its_plots_tables_and_verdict(tmp_path):
 
     page = report.render(tmp_path).read_text()
 
-    for image in ("throughput", "latency", "accept_to_paid", "queues", "errors"):
+    for image in ("throughput", "latency", "accept_to_paid", "queues", "errors", "machine"):
         assert (tmp_path / f"{image}.png").read_bytes().startswith(PNG)
         assert f"src='{image}.png'" in page
     assert "<p class='ok'>Audit: all invariants hold</p>" in page
@@ -112,6 +114,12 @@ def test_the_summary_numbers(tmp_path):
     assert summary["orders"]["outcomes"]["flash"] == {"rejected (out_of_stock)": 7, "paid": 3}
     assert summary["queues max depth"]["payments"] == 207.0
     assert summary["audit ok"] is True
+    machine = summary["machine during the load"]
+    assert machine == {
+        "CPU busy % (mean)": 64.8,
+        "Locust's share %": 10.0,
+        "load average (max)": 1.5,
+    }
 
 
 def test_a_violated_invariant_shows_as_failed(tmp_path):
