@@ -10,6 +10,8 @@ from bench.surge import stats
 COLUMNS = ["requests", "failures", "failure %", "mean req/s", "peak req/s"]
 COLUMNS += ["p50", "p95", "p99", "max"]
 NONE = "-"
+STAGE_COLUMNS = ["stage", "req/s", "checkout p50/p95/p99 ms", "accept-to-paid p50/p95/p99 ms"]
+STAGE_COLUMNS += ["CPU busy %"]
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -34,6 +36,10 @@ def render(
         f"<p class='{verdict_class}'>Audit: {esc(summary['audit'])}</p>",
         "<h2>Headline</h2>",
         pairs(headline(summary)),
+        "<h2>Per stage of the profile</h2>",
+        table(
+            STAGE_COLUMNS, [[row[c] for c in STAGE_COLUMNS] for row in summary.get("stages", [])]
+        ),
         "<h2>Per route</h2><p>Latencies in ms over the whole run; peak: best 5-second average.</p>",
         table(["route", *COLUMNS], metric_rows(summary["routes"])),
         *orders_section(summary),

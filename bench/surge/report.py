@@ -43,6 +43,8 @@ def render(folder: Path) -> Path:
     }
     summary = summarize(samples, orders, depths, campaign, audit, run, seconds)
     summary["machine during the load"] = stats.machine_summary(usage, seconds)
+    stages = run.get("profile", {}).get("stages", [])
+    summary["stages"] = stats.stage_summary(samples, orders, usage, stages, CHECKOUT)
     journal.write_json(folder / journal.SUMMARY, summary)
     (folder / journal.REPORT).write_text(page.render(run, summary, samples, images, audit))
     return folder / journal.REPORT

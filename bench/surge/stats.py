@@ -172,3 +172,42 @@ def machine_summary(usage: dict[str, np.ndarray], seconds: float) -> dict[str, f
         "Locust's share %": round(float(usage["locust"][during].mean()), 1),
         "load average (max)": round(float(usage["load"][during].max()), 2),
     }
+
+
+def stage_summary(
+    samples: Samples,
+    orders: list[dict[str, Any]],
+    usage: dict[str, np.ndarray],
+    stages: list[dict[str, Any]],
+    checkout: str,
+) -> list[dict[str, Any]]:
+    """What each stage of the profile did: the surge's effect, next to the baseline's."""
+    every = np.concatenate([series.t for series in samples.routes.values()] or [np.array([])])
+    paid = np.array(
+        [(o["t"], o["final_ms"]) for o in orders if o["status"] == "paid" and o["t"] is not None]
+    ).reshape(-1, 2)
+    empty = Series.of([])
+    rows, start = [], 0.0
+    for stage in stages:
+        end = float(stage["until"])
+        route = samples.routes.get(checkout, empty)
+        inside = (route.t >= start) & (route.t < end)
+        accepted = (paid[:, 0] >= start) & (paid[:, 0] < end)
+        busy = (usage["t"] >= start) & (usage["t"] < end)
+        rows.append(
+            {
+                "stage": f"{stage['label']} ({start:.0f}-{end:.0f} s, {stage['users']} users)",
+                "req/s": round(float(((every >= start) & (every < end)).sum()) / (end - start), 1),
+                "checkout p50/p95/p99 ms": _triple(route.ms[inside]),
+                "accept-to-paid p50/p95/p99 ms": _triple(paid[accepted, 1]),
+                "CPU busy %": round(float(usage["cpu"][busy].mean()), 1) if busy.any() else None,
+            }
+        )
+        start = end
+    return rows
+
+
+def _triple(values: np.ndarray) -> str:
+    if values.size == 0:
+        return "-"
+    return " / ".join(f"{v:.0f}" for v in np.percentile(values, (50, 95, 99)))

@@ -94,6 +94,7 @@ def test_the_report_has_its_plots_tables_and_verdict(tmp_path):
     assert "campaigns not available (HTTP 404)" in page
     assert "out_of_stock" in page and "cores (nproc)" in page and "a note" in page
     assert "baseline until 18.0 s: 2 users" in page
+    assert "surge + hold (18-45 s, 20 users)" in page
 
 
 def test_the_summary_numbers(tmp_path):
@@ -120,6 +121,12 @@ def test_the_summary_numbers(tmp_path):
         "Locust's share %": 10.0,
         "load average (max)": 1.5,
     }
+    baseline, surge, fall_back = summary["stages"]
+    assert baseline["req/s"] == 12.0  # 10 product views and 2 checkouts a second
+    assert baseline["checkout p50/p95/p99 ms"] == "20 / 20 / 20"
+    assert surge["checkout p50/p95/p99 ms"] == "20 / 20 / 20"  # five 3 ms 503s among 59
+    assert surge["CPU busy %"] == 65.5  # 50 + s/2 over s in 18..44
+    assert fall_back["accept-to-paid p50/p95/p99 ms"] == "-"  # no order accepted after 45 s
 
 
 def test_a_violated_invariant_shows_as_failed(tmp_path):
