@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-management clean-venv bench
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-management clean-venv bench surge
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ops]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ops,load]'
 	@touch $(STAMP)
 
 ## install what is missing, migrate, start everything in the foreground (Ctrl-C stops it all)
@@ -35,6 +35,18 @@ faults: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m ops.audit
 
+## the Black-Friday load test against a running stack (`make up`); report in var/surge/<run>/
+## e.g. make surge USERS=50 DURATION=120 PROFILE=step SPAWN_RATE=5 UI=1 ORDERS_URL=http://...
+SURGE_FLAGS = $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION)) \
+	$(if $(SPAWN_RATE),--spawn-rate $(SPAWN_RATE)) $(if $(PROFILE),--profile '$(PROFILE)') \
+	$(if $(filter 1 yes true,$(UI)),--ui) \
+	$(if $(ORDERS_URL),--orders-url $(ORDERS_URL)) \
+	$(if $(INVENTORY_URL),--inventory-url $(INVENTORY_URL)) \
+	$(if $(NOTIFICATIONS_URL),--notifications-url $(NOTIFICATIONS_URL)) \
+	$(if $(STRIPE_LATENCY_MS),--stripe-latency-ms $(STRIPE_LATENCY_MS))
+surge: $(STAMP) rabbitmq-management
+	$(BIN)/python -m bench.surge $(SURGE_FLAGS) $(SURGE_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,7 +58,7 @@ migrate: $(STAMP)
 ## regenerate constraints.txt (the lock) from pyproject.toml in a throw-away venv
 lock:
 	rm -rf /tmp/doorbuster-lock && $(PYTHON) -m venv /tmp/doorbuster-lock
-	/tmp/doorbuster-lock/bin/pip install -q '.[dev,ops]'
+	/tmp/doorbuster-lock/bin/pip install -q '.[dev,ops,load]'
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
 
 ## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, end to end: about 15 minutes)
