@@ -66,6 +66,8 @@ async def create_database_if_missing(url: str) -> bool:
 def is_transient(error: BaseException) -> bool:
     """A database or network failure that a retry may outlive (restart, failover, a full
     connection table), as opposed to a bug or bad data that no retry fixes."""
+    if _misconfigured(error):
+        return False
     if isinstance(error, sa_exc.DBAPIError):
         return error.connection_invalidated or isinstance(
             error, (sa_exc.OperationalError, sa_exc.InterfaceError)
@@ -83,3 +85,17 @@ def is_transient(error: BaseException) -> bool:
             OSError,
         ),
     )
+
+
+# SQLSTATE classes no retry fixes: a missing database (3D) or refused credentials (28).
+_PERMANENT_SQLSTATE_CLASSES = ("3D", "28")
+
+
+def _misconfigured(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _PERMANENT_SQLSTATE_CLASSES:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False

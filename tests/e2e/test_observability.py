@@ -35,7 +35,7 @@ def grep(logs: Path, needle: str) -> dict[str, list[dict]]:
     return found
 
 
-async def wait_for_lines(logs: Path, needle: str, timeout: float = 15) -> dict[str, list[dict]]:
+async def wait_for_lines(logs: Path, needle: str, timeout: float = 60) -> dict[str, list[dict]]:
     deadline = time.monotonic() + timeout
     while True:
         found = grep(logs, needle)
