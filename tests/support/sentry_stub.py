@@ -10,6 +10,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def _decode(body: bytes, encoding: str | None) -> bytes:
+    """The SDK compresses envelopes with brotli when the module is importable, else gzip."""
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "br":
+        import brotli
+
+        return brotli.decompress(body)
+    return body
+
+
 class SentryStub:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -18,8 +29,7 @@ class SentryStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
+                body = _decode(body, self.headers.get("Content-Encoding"))
                 stub._keep(body)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
