@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def wrk(url: str, connections: int, seconds: float) -> Point:
             "-s",
             str(SCRIPT),
             url,
+            "--",
+            uuid.uuid4().hex,  # a fresh Idempotency-Key prefix per run (see wrk_post.lua)
         ],
         capture_output=True,
         text=True,

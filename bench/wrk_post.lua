@@ -1,16 +1,19 @@
 -- POST a checkout with a fresh Idempotency-Key on every request; print JSON stats at the end.
+-- The run's unique prefix comes as the script's argument: Lua's math.random is unseeded, so a
+-- random prefix would repeat across runs and turn every later run into idempotent replays.
 local counter = 0
 local body = '{"customer": {"id": "cus_bench", "email": "bench@example.com"}, ' ..
   '"items": [{"sku": "BENCH-1", "quantity": 1}], "payment_method": "pm_card_visa"}'
 
-function setup(thread) thread:set("id", math.random(1, 1e9)) end
+local prefix = "run"
+init = function(args) prefix = args[1] or prefix end
 
 request = function()
   counter = counter + 1
   return wrk.format("POST", nil, {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer dev-storefront",
-    ["Idempotency-Key"] = string.format("bench-%d-%d", id, counter),
+    ["Idempotency-Key"] = string.format("bench-%s-%d", prefix, counter),
   }, body)
 end
 

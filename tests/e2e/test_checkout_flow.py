@@ -3,7 +3,9 @@ services, pools, broker, databases, Stripe emulator and SMTP sink."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 
 from deploy.local.smtp_sink import count_by_header
 from tests.support.emulator import intents_of
@@ -111,6 +113,26 @@ async def test_the_same_idempotency_key_and_body_return_the_same_order(shop: Sho
     await shop.wait_final(first.json()["id"])
     # The units leave stock when inventory.commit runs, just after the order is paid.
     await shop.wait_stock(sku, stock=4, reserved=0)
+
+
+async def test_concurrent_requests_with_one_key_place_one_order(shop: Shop):
+    sku = unique_sku("IDEM")
+    await shop.put_product(sku, stock=50)
+    key = uuid.uuid4().hex
+
+    responses = await asyncio.gather(*(shop.place_order([(sku, 1)], key=key) for _ in range(20)))
+
+    accepted = [r for r in responses if r.status_code == 202]
+    in_flight = [r for r in responses if r.status_code == 409]
+    assert len(accepted) + len(in_flight) == 20, [r.status_code for r in responses]
+    assert len({r.json()["id"] for r in accepted}) == 1
+    assert sum(r.headers.get("idempotent-replayed") != "true" for r in accepted) == 1
+    for refused in in_flight:
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["type"].endswith("idempotency-key-in-flight")
+        assert refused.headers["retry-after"] == "1"
+    await shop.wait_final(accepted[0].json()["id"])
+    await shop.wait_stock(sku, stock=49, reserved=0)
 
 
 async def test_a_missing_idempotency_key_is_refused_and_changes_nothing(shop: Shop):
