@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 os.environ.setdefault("DOORBUSTER_TEST_SLOT", "9")
 
 
+from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
 from ops.audit import render, run_audit
 from shared.config import Settings
 from tests.support.emulator import configure
 from tests.support.shop import FINAL, Shop, unique_sku
 from tests.support.stack import ROOT, Stack, build_stack
+from workers.profiles import PROFILES
 
 GRACE = 30.0
 
@@ -41,13 +43,18 @@ class Window:
     paid_per_second: float
     p50_s: float
     p95_s: float
+    cpu: Usage | None = None
 
     @property
     def sustained(self) -> bool:
         return self.paid == self.placed and self.p95_s < 5.0
 
 
-async def window(shop: Shop, sku: str, rate: float, seconds: float) -> Window:
+def stack_pids(stack: Stack) -> dict[str, int]:
+    return {name: popen.pid for name, popen in stack.running.items()}
+
+
+async def window(stack: Stack, shop: Shop, sku: str, rate: float, seconds: float) -> Window:
     accepted: dict[str, float] = {}
     paid_at: dict[str, float] = {}
 
@@ -56,6 +63,7 @@ async def window(shop: Shop, sku: str, rate: float, seconds: float) -> Window:
         if response.status_code == 202:
             accepted[response.json()["id"]] = time.monotonic()
 
+    cpu_before = snapshot(stack_pids(stack))
     started = time.monotonic()
     tasks = []
     for n in range(int(rate * seconds)):
@@ -70,8 +78,9 @@ async def window(shop: Shop, sku: str, rate: float, seconds: float) -> Window:
             now = time.monotonic()
             paid_at.update({o["id"]: now for o in orders if o["status"] in FINAL})
         await asyncio.sleep(0.25)
-    delays = sorted(paid_at[i] - accepted[i] for i in paid_at)
     span = (max(paid_at.values()) - started) if paid_at else seconds
+    cpu = Usage.between(cpu_before, snapshot(stack_pids(stack)), time.monotonic() - started)
+    delays = sorted(paid_at[i] - accepted[i] for i in paid_at)
     return Window(
         rate,
         seconds,
@@ -80,10 +89,13 @@ async def window(shop: Shop, sku: str, rate: float, seconds: float) -> Window:
         paid_per_second=len(paid_at) / max(span, seconds),
         p50_s=statistics.median(delays) if delays else float("nan"),
         p95_s=delays[int(len(delays) * 0.95) - 1] if delays else float("nan"),
+        cpu=cpu,
     )
 
 
-async def ladder(stack: Stack, rates: list[float], seconds: float) -> tuple[list[Window], str]:
+async def ladder(
+    stack: Stack, rates: list[float], seconds: float, hold: float
+) -> tuple[list[Window], Window | None, str]:
     configure(stack, latency_ms=200)
     shop = Shop(stack)
     since = datetime.now(UTC)
@@ -91,12 +103,20 @@ async def ladder(stack: Stack, rates: list[float], seconds: float) -> tuple[list
     try:
         sku = unique_sku("E2E")
         await shop.put_product(sku, stock=10_000_000, price=2500)
+        # Warm up (connections, prepared statements, the emulator): not part of any window.
+        for response in await asyncio.gather(*(shop.place_order([(sku, 1)]) for _ in range(20))):
+            await shop.wait_final(response.json()["id"], timeout=60)
         for rate in rates:
-            result = await window(shop, sku, rate, seconds)
+            result = await window(stack, shop, sku, rate, seconds)
             results.append(result)
             print(f"{rate:6.0f}/s offered: {result}", flush=True)
             if not result.sustained:
                 break
+        sustained = [w.rate for w in results if w.sustained]
+        held = None
+        if hold and sustained:
+            held = await window(stack, shop, sku, max(sustained), hold)
+            print(f"held {held.rate:.0f}/s for {hold:.0f} s: {held}", flush=True)
         settings = Settings(
             rabbitmq_url=stack.env["RABBITMQ_URL"],
             database_url=stack.env["DATABASE_URL"],
@@ -106,12 +126,13 @@ async def ladder(stack: Stack, rates: list[float], seconds: float) -> tuple[list
         verdict = render(await run_audit(settings, since, str(stack.maildir)))
     finally:
         await shop.close()
-    return results, verdict
+    return results, held, verdict
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--hold", type=float, default=300)
     parser.add_argument("--rates", default="10,20,40,80,160")
     parser.add_argument("--payments-concurrency", type=int, default=64)
     args = parser.parse_args()
@@ -122,38 +143,97 @@ def main() -> None:
     payments.argv.extend(["--concurrency", str(args.payments_concurrency)])
     try:
         stack.start_all()
-        results, verdict = asyncio.run(
-            ladder(stack, [float(rate) for rate in args.rates.split(",")], args.seconds)
-        )
+        rates = [float(rate) for rate in args.rates.split(",")]
+        results, held, verdict = asyncio.run(ladder(stack, rates, args.seconds, args.hold))
+        pools = pool_settings(stack)
     finally:
         stack.stop_all()
-    write(results, verdict, args)
+    write(results, held, verdict, pools, args)
 
 
-def write(results: list[Window], verdict: str, args: argparse.Namespace) -> None:
-    best = max((w.paid_per_second for w in results if w.sustained), default=0.0)
-    rows = "\n".join(
-        f"| {w.rate:.0f} | {w.placed} | {w.paid} | {w.paid_per_second:.1f} | {w.p50_s:.2f} | "
-        f"{w.p95_s:.2f} | {'yes' if w.sustained else 'no'} |"
-        for w in results
+def pool_settings(stack: Stack) -> dict[str, str]:
+    """Each pool's effective settings: its profile (workers/profiles.py) and the command line
+    flags this run added on top."""
+    settings = {}
+    for pool, profile in PROFILES.items():
+        process = stack.processes.get(f"{pool.value}-pool")
+        if process is None:
+            continue
+        flags = process.argv[process.argv.index(pool.value) + 1 :]
+        extra = [flag for flag in flags if flag in ("--concurrency", "-c", "-P", "--pool")]
+        settings[pool.value] = (
+            f"{profile.pool_type} x {profile.concurrency}, prefetch "
+            f"{profile.prefetch_multiplier}, 1 process"
+            + (f"; run with {' '.join(flags[flags.index(extra[0]) :][:2])}" if extra else "")
+        )
+    return settings
+
+
+def _row(w: Window) -> str:
+    busy = f"{w.cpu.busy_cores:.2f}" if w.cpu else "?"
+    return (
+        f"| {w.rate:.0f} | {w.seconds:.0f} | {w.placed} | {w.paid} | {w.paid_per_second:.1f} | "
+        f"{w.p50_s:.2f} | {w.p95_s:.2f} | {busy} | {'yes' if w.sustained else 'no'} |"
     )
+
+
+def write(
+    results: list[Window],
+    held: Window | None,
+    verdict: str,
+    pools: dict[str, str],
+    args: argparse.Namespace,
+) -> None:
+    windows = results + ([held] if held else [])
+    best = max((w.paid_per_second for w in windows if w.sustained), default=0.0)
+    profiled = held or next((w for w in reversed(results) if w.sustained), None)
+    rows = "\n".join(_row(w) for w in windows)
+    pool_rows = "\n".join(f"| {name} | {setting} |" for name, setting in pools.items())
     command = (
         f"python -m bench.e2e --seconds {args.seconds:g} --rates {args.rates} "
-        f"--payments-concurrency {args.payments_concurrency}"
+        f"--hold {args.hold:g} --payments-concurrency {args.payments_concurrency}"
+    )
+    held_line = (
+        f"Held for {held.seconds:.0f} s at {held.rate:.0f}/s offered: {held.paid} of "
+        f"{held.placed} paid, {held.paid_per_second:.1f} paid/s, accept->paid p50 "
+        f"{held.p50_s:.2f} s / p95 {held.p95_s:.2f} s, sustained: "
+        f"{'yes' if held.sustained else 'no'}."
+        if held
+        else "No hold window ran."
+    )
+    profile = (
+        f"""Where the CPU went in the {"hold" if held else "last sustained"} window
+({profiled.paid} paid orders; bench/cpu.py reads /proc per process):
+
+{profiled.cpu.table(profiled.paid, "paid order")}
+
+At {sum(profiled.cpu.per_unit_ms(profiled.paid).values()):.1f} CPU ms per paid order, this
+machine's {os.cpu_count()} cores cap the whole pipeline at about
+**{profiled.cpu.ceiling(profiled.paid):.0f} paid orders/s** even with nothing else running."""
+        if profiled and profiled.cpu and profiled.paid
+        else "No window was sustained: no profile."
     )
     body = f"""
 {stamp(command)}
 
-Whole stack on one machine (3 APIs, 4 pools with one process each, the payments pool with
-`threads` x {args.payments_concurrency}, emulator at a 200 ms median, SMTP sink, PostgreSQL,
-RabbitMQ and the load generator). Offered rates rise; a window is sustained when all its orders
-are paid within {GRACE:.0f} s and accept-to-paid p95 < 5 s.
+Whole stack on one machine (3 APIs, 4 pools with one process each, emulator at a 200 ms
+median, SMTP sink, PostgreSQL, RabbitMQ and the load generator). Offered rates rise; a window is
+sustained when all its orders are paid within {GRACE:.0f} s and accept-to-paid p95 < 5 s.
+Then the highest sustained rate is held.
 
-| offered/s | placed | paid | paid/s | accept->paid p50 s | p95 s | sustained |
-| ---: | ---: | ---: | ---: | ---: | ---: | --- |
+| offered/s | window s | placed | paid | paid/s | to paid p50 s | p95 s | busy cores | sustained |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 {rows}
 
-Highest sustained: **{best:.1f} paid orders/s** (target 250/s).
+{held_line} Highest sustained: **{best:.1f} paid orders/s** (target 250/s).
+
+{profile}
+
+Pool settings of the run:
+
+| pool | profile (workers/profiles.py) and overrides |
+| --- | --- |
+{pool_rows}
 
 Audit after the run:
 

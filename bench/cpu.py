@@ -1,0 +1,99 @@
+"""Where the machine's CPU went during a benchmark window, per component, from /proc.
+
+On a 2-core machine everything (APIs, pools, PostgreSQL, RabbitMQ, the SMTP sink, the load
+generator) shares the same cores, so "CPU milliseconds per unit of work, by component" is the
+profile that bounds a throughput: `cores * 1000 / total ms per unit` is the ceiling no
+configuration can pass. Components are the stack's own processes (by name) plus the servers the
+stack shares with the machine (all `postgres` and RabbitMQ `beam.smp` processes), and this
+process as the load generator.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+SERVERS = {"postgres": "postgresql", "beam.smp": "rabbitmq"}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (its own threads; children counted separately)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in (PROC / str(pid) / "task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def snapshot(processes: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree, of the shared servers and of this
+    process. (A process that exited between two snapshots is undercounted, not overcounted.)"""
+    seconds: dict[str, float] = {}
+    for name, root in processes.items():
+        tree, total = [root], 0.0
+        while tree:
+            pid = tree.pop()
+            total += _cpu_seconds(pid)
+            tree += _children(pid)
+        seconds[name] = total
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and (component := SERVERS.get(_command_name(int(entry.name)))):
+            seconds[component] = seconds.get(component, 0.0) + _cpu_seconds(int(entry.name))
+    seconds["load generator"] = _cpu_seconds(os.getpid())
+    return seconds
+
+
+@dataclass
+class Usage:
+    """CPU used between two snapshots, per component."""
+
+    seconds: dict[str, float]
+    wall: float
+
+    @classmethod
+    def between(cls, before: dict[str, float], after: dict[str, float], wall: float) -> Usage:
+        return cls({k: max(after[k] - before.get(k, 0.0), 0.0) for k in after}, wall)
+
+    @property
+    def busy_cores(self) -> float:
+        return sum(self.seconds.values()) / self.wall if self.wall else 0.0
+
+    def per_unit_ms(self, units: int) -> dict[str, float]:
+        return {k: 1000 * v / units for k, v in self.seconds.items()} if units else {}
+
+    def ceiling(self, units: int, cores: int | None = None) -> float:
+        """Units per second the machine could do if every core did only this work."""
+        total_ms = sum(self.per_unit_ms(units).values())
+        return (cores or os.cpu_count() or 1) * 1000 / total_ms if total_ms else float("inf")
+
+    def table(self, units: int, unit: str) -> str:
+        per_unit = self.per_unit_ms(units)
+        rows = "\n".join(
+            f"| {name} | {self.seconds[name] / self.wall:.2f} | {per_unit[name]:.1f} |"
+            for name in sorted(per_unit, key=per_unit.get, reverse=True)
+        )
+        return (
+            f"| component | cores busy | CPU ms per {unit} |\n| --- | ---: | ---: |\n{rows}\n"
+            f"| **all** | **{self.busy_cores:.2f}** | **{sum(per_unit.values()):.1f}** |"
+        )
