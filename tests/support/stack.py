@@ -137,7 +137,8 @@ class Stack:
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        for name, process in self.processes.items():
+        for name in list(self.running):  # what has been started
+            process = self.processes[name]
             while process.health_url:
                 exited = self.running[name].poll()
                 if exited is not None:
