@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ os.environ.setdefault("DOORBUSTER_TEST_SLOT", "9")  # its own ports, vhost and d
 
 import httpx
 
+from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
 from tests.support.stack import PORTS, ROOT, Stack, build_stack
 
@@ -42,6 +44,7 @@ class Point:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu: Usage | None = None
 
 
 def wrk(url: str, connections: int, seconds: float) -> Point:
@@ -73,10 +76,26 @@ def wrk(url: str, connections: int, seconds: float) -> Point:
     )
 
 
-def best_under_limit(url: str, seconds: float) -> tuple[float, list[Point]]:
+def profiled_wrk(url: str, connections: int, seconds: float, pids: dict[str, int]) -> Point:
+    """One wrk run, with the CPU each component spent on it (bench/cpu.py)."""
+    before, started = snapshot(pids), time.monotonic()
+    wrk_before = _children_cpu()
+    point = wrk(url, connections, seconds)
+    point.cpu = Usage.between(before, snapshot(pids), time.monotonic() - started)
+    # wrk is a finished child by now: its CPU is in this process's children usage.
+    point.cpu.seconds["load generator"] = _children_cpu() - wrk_before
+    return point
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def best_under_limit(url: str, seconds: float, pids: dict[str, int]) -> tuple[float, list[Point]]:
     points = []
     for connections in LEVELS:
-        point = wrk(url, connections, seconds)
+        point = profiled_wrk(url, connections, seconds, pids)
         points.append(point)
         if point.p99_ms > P99_LIMIT_MS * 2:
             break  # past the knee: more connections only queue
@@ -126,11 +145,13 @@ def run(repeats: int, seconds: float) -> dict[str, list[float]]:
             "doorbuster": f"{stack.url('orders')}/v1/orders",
             "baseline": f"http://127.0.0.1:{BASELINE_PORT}/orders",
         }
+        apis = {"doorbuster": "orders-api", "baseline": "baseline"}
         for url in urls.values():
             wrk(url, 4, 2)  # warm up
         for repeat in range(repeats):
             for arm, url in urls.items():
-                best, points = best_under_limit(url, seconds)
+                pids = {"API process": stack.running[apis[arm]].pid}
+                best, points = best_under_limit(url, seconds, pids)
                 results[arm].append(best)
                 curves[arm] = points
                 print(
@@ -156,6 +177,7 @@ def write(
         for arm, points in curves.items()
         for p in points
     )
+    profiles = "\n\n".join(_profile(arm, points) for arm, points in curves.items())
     body = f"""
 {stamp(f"python -m bench.intake --repeats {repeats} --seconds {seconds:g}")}
 
@@ -175,8 +197,28 @@ Last repeat's curve:
 | arm | connections | req/s | p50 ms | p99 ms | errors |
 | --- | ---: | ---: | ---: | ---: | ---: |
 {curve_rows}
+
+Where the CPU went at each arm's best point under the limit (bench/cpu.py, from /proc; wrk is
+the load generator's only work, the API is one process so it can use one core at most):
+
+{profiles}
 """
     print(f"wrote {write_section('Intake: POST /v1/orders vs FastAPI + task.delay()', body)}")
+
+
+def _profile(arm: str, points: list[Point]) -> str:
+    good = [p for p in points if p.p99_ms < P99_LIMIT_MS and p.errors == 0 and p.cpu]
+    if not good:
+        return f"{arm}: no point under the limit."
+    point = max(good, key=lambda p: p.rate)
+    requests = round(point.rate * point.cpu.wall)
+    api_ms = point.cpu.per_unit_ms(requests)["API process"]
+    return (
+        f"**{arm}** at {point.connections} connections ({point.rate:.0f} req/s):\n\n"
+        f"{point.cpu.table(requests, 'request')}\n\n"
+        f"The API process spends {api_ms:.2f} ms of CPU per request: one core caps it at "
+        f"{1000 / api_ms:.0f} req/s."
+    )
 
 
 def main() -> None:
