@@ -1,8 +1,10 @@
 """Fault scenarios print one table at the end of the run: what was accepted, what was lost.
 
-Scenario c restarts PostgreSQL: not the machine's cluster (every checkout's suites and CI use
-it), but a private one (`tests/support/private_pg.py`) under a second stack of its own, on
-ports, a vhost and folders no other test uses."""
+Scenarios c and e run on a second stack of their own (ports, vhost, folders no other test
+uses). c restarts PostgreSQL: not the machine's cluster (every checkout's suites and CI use
+it), but a private one (`tests/support/private_pg.py`). e takes SMTP away for longer than
+the session stack's shortened mail retries (about 9 s, so that other tests see a mail fail
+for good quickly): this stack keeps the production retry policy (2, 4, ... 120 s)."""
 
 from __future__ import annotations
 
@@ -44,9 +46,20 @@ def private_pg() -> Iterator[PrivateCluster]:
     cluster.destroy()
 
 
+# The session stack's test-speed mail retries; the private stack keeps the defaults.
+SHORT_MAIL_RETRIES = (
+    "MAIL_RETRY_BACKOFF_SECONDS",
+    "MAIL_RETRY_BACKOFF_MAX_SECONDS",
+    "MAIL_RETRY_JITTER",
+    "MAIL_MAX_RETRIES",
+    "CAMPAIGN_BATCH_MAX_RETRIES",
+)
+
+
 @pytest.fixture(scope="module")
-def pg_stack(private_pg: PrivateCluster) -> Iterator[Stack]:
-    """The whole stack again, on the private cluster: its restart harms no one else."""
+def private_stack(private_pg: PrivateCluster) -> Iterator[Stack]:
+    """The whole stack again, on the private cluster (its restart harms no one else), with
+    the production mail retry policy."""
     site = replace(
         SITE,
         ports=PRIVATE_PORTS,
@@ -55,6 +68,8 @@ def pg_stack(private_pg: PrivateCluster) -> Iterator[Stack]:
         folder_suffix=f"{SITE.folder_suffix}-pg",
     )
     running = build_stack(site, broker_proxy=False)
+    for key in SHORT_MAIL_RETRIES:
+        running.env.pop(key, None)
     try:
         running.start_all()
         yield running
@@ -63,7 +78,7 @@ def pg_stack(private_pg: PrivateCluster) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-async def pg_shop(pg_stack: Stack) -> AsyncIterator[Shop]:
-    client = Shop(pg_stack)
+async def private_shop(private_stack: Stack) -> AsyncIterator[Shop]:
+    client = Shop(private_stack)
     yield client
     await client.close()
