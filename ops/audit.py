@@ -1,8 +1,10 @@
-"""`make audit`: check the contract's five invariants across the three databases, the Stripe
-account (the emulator locally), the SMTP sink where it is local, and the dead-letter queues.
+"""`make audit`: check the contract's five invariants, and its campaign promise (each address
+of a campaign gets its mail once), across the three databases, the Stripe account (the
+emulator locally), the SMTP sink where it is local, and the dead-letter queues.
 
 Prints each invariant with its counts and exits non-zero on any violation. `--since` limits the
-order checks to orders created after a moment (a test checks only what it made).
+checks to orders and campaigns created, and messages dead-lettered, after a moment (a test
+checks only what it made).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -157,7 +159,7 @@ async def stock_consistent(settings: Settings, since: datetime | None) -> Verdic
 
 
 async def confirmations_once(
-    settings: Settings, since: datetime | None, maildir: str | None
+    settings: Settings, since: datetime | None, delivered: Counter[str] | None
 ) -> Verdict:
     verdict = Verdict("4. every paid order has exactly one order_confirmation sent")
     paid = await _fetch(
@@ -173,7 +175,6 @@ async def confirmations_once(
         "WHERE kind = 'order_confirmation' AND status = 'sent' GROUP BY 1",
     )
     sent_by_order = {row["order_id"]: row["n"] for row in sent}
-    delivered = _sink_counts(maildir)
     verdict.checked = len(paid)
     for row in paid:
         if sent_by_order.get(row["id"], 0) != 1:
@@ -187,6 +188,58 @@ async def confirmations_once(
     return verdict
 
 
+async def campaign_mail_once(
+    settings: Settings, since: datetime | None, delivered: Counter[str] | None
+) -> Verdict:
+    """Each address of a campaign gets its mail once: one delivery row per address (the
+    primary key sees to that), and, where the sink is local, exactly one mail per `sent` row
+    and none twice. A campaign still queued, sending or paused is in progress, not a fault."""
+    verdict = Verdict("6. every campaign address gets its mail once")
+    campaigns = await _fetch(
+        settings,
+        "notifications",
+        f"SELECT id, status, total, sent, failed, skipped FROM campaigns WHERE {SINCE}",  # noqa: S608 - constant
+        since,
+    )
+    statuses: Counter[str] = Counter()
+    for campaign in campaigns:
+        statuses[campaign["status"]] += 1
+        deliveries = await _fetch(
+            settings,
+            "notifications",
+            "SELECT email, status FROM campaign_deliveries WHERE campaign_id = $1",
+            campaign["id"],
+        )
+        verdict.checked += len(deliveries)
+        verdict.violations += _campaign_violations(campaign, deliveries, delivered)
+    verdict.notes = {**dict(statuses), "sink checked": delivered is not None}
+    return verdict
+
+
+def _campaign_violations(
+    campaign: asyncpg.Record, deliveries: list[asyncpg.Record], delivered: Counter[str] | None
+) -> list[str]:
+    cid, violations = campaign["id"], []
+    counted = campaign["sent"] + campaign["failed"] + campaign["skipped"]
+    if campaign["status"] == "completed" and (counted, len(deliveries)) != (
+        campaign["total"],
+        campaign["total"],
+    ):
+        violations.append(
+            f"{cid} completed with {len(deliveries)} deliveries, {counted} counted, "
+            f"total {campaign['total']}"
+        )
+    if delivered is None:
+        return violations
+    for row in deliveries:
+        in_sink = delivered.get(f"{cid}:{row['email']}", 0)
+        if in_sink > 1:
+            violations.append(f"{cid}: an address got {in_sink} times")
+        elif row["status"] == "sent" and in_sink == 0:
+            violations.append(f"{cid}: a mail recorded sent is not in the sink")
+    return violations
+
+
 def _sink_counts(maildir: str | None) -> Counter[str] | None:
     if not maildir or not os.path.isdir(maildir):
         return None
@@ -195,8 +248,18 @@ def _sink_counts(maildir: str | None) -> Counter[str] | None:
     return count_by_header(maildir, "X-Doorbuster-Key")
 
 
-async def dead_letters(settings: Settings, peek: int = 20) -> Verdict:
+async def dead_letters(
+    settings: Settings,
+    since: datetime | None = None,
+    expected: set[str] | None = None,
+    peek: int = 1000,
+) -> Verdict:
+    """Dead letters (those that died after `since`, if given) are violations unless their task
+    id is `expected`; an expected one that is missing is one too. The messages are held
+    unacked while they are read and put back in order when the channel closes."""
     verdict = Verdict("5. no message sits in a dead-letter queue unexplained")
+    expected = set(expected or ())
+    seen: set[str] = set()
     connection = await aio_pika.connect(settings.rabbitmq_url)
     try:
         channel = await connection.channel()
@@ -205,16 +268,35 @@ async def dead_letters(settings: Settings, peek: int = 20) -> Verdict:
             declared = await channel.declare_queue(name, passive=True)
             depth = declared.declaration_result.message_count or 0
             verdict.notes[name] = depth
-            verdict.checked += depth
             for _ in range(min(depth, peek)):
                 message = await declared.get(no_ack=False, fail=False)
                 if message is None:
                     break
-                verdict.violations.append(f"{name}: {_describe(message)}")
-                await message.nack(requeue=True)
+                if since is not None and _died_at(message) < since:
+                    continue
+                verdict.checked += 1
+                task_id = (message.headers or {}).get("id") or message.message_id
+                if task_id in expected:
+                    seen.add(str(task_id))
+                else:
+                    verdict.violations.append(f"{name}: {_describe(message)}")
+        await channel.close()  # requeues what was read, in order
     finally:
         await connection.close()
+    verdict.violations += [
+        f"expected dead letter {task_id} not found" for task_id in expected - seen
+    ]
+    if expected:
+        verdict.notes["expected"] = len(expected)
     return verdict
+
+
+def _died_at(message: aio_pika.abc.AbstractIncomingMessage) -> datetime:
+    deaths = (message.headers or {}).get("x-death") or [{}]
+    died = deaths[0].get("time") if isinstance(deaths[0], dict) else None
+    if isinstance(died, datetime):
+        return died if died.tzinfo else died.replace(tzinfo=UTC)
+    return datetime.max.replace(tzinfo=UTC)  # unknown: never filtered out
 
 
 def _describe(message: aio_pika.abc.AbstractIncomingMessage) -> str:
@@ -231,14 +313,23 @@ def _describe(message: aio_pika.abc.AbstractIncomingMessage) -> str:
 
 
 async def run_audit(
-    settings: Settings, since: datetime | None, maildir: str | None
+    settings: Settings,
+    since: datetime | None,
+    maildir: str | None,
+    expected_dead_letters: set[str] | None = None,
 ) -> list[Verdict]:
+    """Every check; with `since`, only what was created (or dead-lettered) after it."""
+    delivered = await asyncio.to_thread(_sink_counts, maildir)
     checks = [
         ("1. every accepted order reaches a final status", orders_final(settings, since)),
         ("2. at most one successful charge per order", charges_once(settings, since)),
         ("3. stock is consistent", stock_consistent(settings, since)),
-        ("4. one confirmation per paid order", confirmations_once(settings, since, maildir)),
-        ("5. no unexplained dead letters", dead_letters(settings)),
+        ("4. one confirmation per paid order", confirmations_once(settings, since, delivered)),
+        (
+            "5. no unexplained dead letters",
+            dead_letters(settings, since, expected_dead_letters),
+        ),
+        ("6. each campaign address mailed once", campaign_mail_once(settings, since, delivered)),
     ]
     verdicts = []
     for name, check in checks:

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Routes that take a bulk list (10,000 subscribers of up to 320-char addresses) get this.
     max_bulk_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Task messages: the largest body a pool accepts. A bigger one is dead-lettered by the
+    # consumer before anything decodes it (workers/consumer.py). Our largest real task (a
+    # reserve of 50 lines) is about 3 kB; RabbitMQ's own limit (max_message_size) is 128 MiB.
+    max_message_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
     # Load shedding (shared/shedding.py): a route that feeds a queue answers 503 while more
     # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
     # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.

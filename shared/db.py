@@ -63,28 +63,53 @@ async def create_database_if_missing(url: str) -> bool:
         await connection.close()
 
 
+_TRANSIENT_TYPES = (
+    sa_exc.TimeoutError,  # no connection free in the pool in time
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+# SQLSTATE classes a retry may outlive: connection exceptions (08), insufficient resources
+# (53: too many connections), operator intervention (57: admin or crash shutdown, "the
+# database system is shutting down" / "starting up" during a restart).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
 def is_transient(error: BaseException) -> bool:
     """A database or network failure that a retry may outlive (restart, failover, a full
-    connection table), as opposed to a bug or bad data that no retry fixes."""
+    connection table), as opposed to a bug or bad data that no retry fixes.
+
+    SQLAlchemy wraps what asyncpg raises while the server shuts down or starts up
+    (`CannotConnectNowError`, `AdminShutdownError`) in a bare `DBAPIError`, neither
+    operational nor invalidated, so the whole cause chain is looked at, not its top."""
     if _misconfigured(error):
         return False
-    if isinstance(error, sa_exc.DBAPIError):
-        return error.connection_invalidated or isinstance(
-            error, (sa_exc.OperationalError, sa_exc.InterfaceError)
-        )
-    return isinstance(
-        error,
-        (
-            sa_exc.TimeoutError,  # no connection free in the pool in time
-            asyncpg.PostgresConnectionError,
-            asyncpg.CannotConnectNowError,
-            asyncpg.TooManyConnectionsError,
-            asyncpg.InterfaceError,
-            ConnectionError,
-            TimeoutError,
-            OSError,
-        ),
-    )
+    if isinstance(error, sa_exc.DBAPIError) and (
+        error.connection_invalidated
+        or isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError))
+    ):
+        return True
+    for seen in _causes(error):
+        sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+            return True
+        if isinstance(seen, _TRANSIENT_TYPES):
+            return True
+    return False
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, what it wraps (`orig`) and what caused it, outermost first."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return chain
 
 
 # SQLSTATE classes no retry fixes: a missing database (3D) or refused credentials (28).
@@ -92,10 +117,8 @@ _PERMANENT_SQLSTATE_CLASSES = ("3D", "28")
 
 
 def _misconfigured(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
+    for seen in _causes(error):
         sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
         if isinstance(sqlstate, str) and sqlstate[:2] in _PERMANENT_SQLSTATE_CLASSES:
             return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
     return False

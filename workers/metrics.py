@@ -126,15 +126,8 @@ def _on_postrun(task_id: str, task: Task, state: str | None = None, **_: Any) ->
         DEAD_LETTERS.labels(queue, task.name, outcome).inc()
 
 
-@signals.task_unknown.connect
-def _on_unknown(message: Any, name: str, **_: Any) -> None:
-    DEAD_LETTERS.labels(queue_of(name, message.delivery_info), name, "unknown_task").inc()
-
-
-@signals.task_rejected.connect
-def _on_invalid(message: Any, **_: Any) -> None:
-    name = (message.headers or {}).get("task", "unknown")
-    DEAD_LETTERS.labels(queue_of(name, message.delivery_info), name, "invalid_message").inc()
+# Poison messages (unknown task, undecodable, oversized...) are counted by the consumer that
+# dead-letters them (workers/consumer.py), with the reason as the label.
 
 
 class WorkerProbe:

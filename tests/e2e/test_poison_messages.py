@@ -9,97 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import orjson
 
-from shared.messages import OutgoingTask, celery_headers
-from shared.queues import TASK_EXCHANGE, QueueName, TaskName, dead_letter_queue
+from shared.messages import OutgoingTask
+from shared.queues import QueueName
+from tests.support.poison import (
+    EMBED,
+    PICKLE,
+    Armed,
+    dead_lettered,
+    publish,
+    task_for,
+    x_death,
+)
 from tests.support.shop import Shop, unique_sku
 from tests.support.stack import Stack, db_fetch
-
-PICKLE = "application/x-python-serialize"
-EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-class Armed:
-    """Unpickling this creates `path`: proof that someone deserialised the body."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def task_for(queue: QueueName, order_id: str, sku: str) -> OutgoingTask:
-    """A real task call for each queue, whose effect the test can look for."""
-    mail = {"order_id": order_id, "kind": "order_confirmation", "to": "eve@example.com"}
-    calls = {
-        QueueName.PAYMENTS: OutgoingTask(TaskName.CHARGE, {"order_id": order_id}),
-        QueueName.ORDERS: OutgoingTask(
-            TaskName.RESERVE, {"order_id": order_id, "items": [{"sku": sku, "quantity": 1}]}
-        ),
-        QueueName.TRANSACTIONAL: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail),
-        # The bulk pool runs the notifications task module: a real task it would run.
-        QueueName.BULK: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail, priority_override=1),
-    }
-    return calls[queue]
-
-
-async def publish(
-    channel: aio_pika.abc.AbstractChannel,
-    queue: QueueName,
-    task: OutgoingTask,
-    body: bytes,
-    content_type: str,
-    task_header: bool = True,
-) -> None:
-    """As Celery protocol 2 would, or with no `task` header (protocol 1's shape), which Celery
-    decodes at once and, failing, acks by default."""
-    headers = celery_headers(task) if task_header else {"id": task.id}
-    exchange = await channel.get_exchange(TASK_EXCHANGE)
-    message = aio_pika.Message(
-        body=body,
-        headers=headers,
-        content_type=content_type,
-        content_encoding="binary" if content_type == PICKLE else "utf-8",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=task.id,
-        correlation_id=task.id,
-    )
-    await exchange.publish(message, routing_key=queue.value, mandatory=True)
-
-
-async def dead_lettered(
-    channel: aio_pika.abc.AbstractChannel, ids: set[str], timeout: float = 20
-) -> dict[str, aio_pika.abc.AbstractIncomingMessage]:
-    """Take the messages with these ids out of the dead-letter queues."""
-    found: dict[str, aio_pika.abc.AbstractIncomingMessage] = {}
-    deadline = time.monotonic() + timeout
-    while ids - found.keys() and time.monotonic() < deadline:
-        for queue in QueueName:
-            dlq = await channel.get_queue(dead_letter_queue(queue))
-            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
-                if message.message_id in ids:
-                    found[message.message_id] = message
-                    await message.ack()
-                else:
-                    await message.nack(requeue=True)
-                    break
-        await asyncio.sleep(0.2)
-    return found
-
-
-def x_death(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
-    death = message.headers["x-death"][0]
-    return {
-        key: value.decode() if isinstance(value, bytes) else value for key, value in death.items()
-    }
 
 
 async def poison(stack: Stack, make_body, content_type: str, order_id: str, sku: str):
@@ -169,7 +97,7 @@ async def test_broken_json_is_dead_lettered_not_dropped(stack: Stack, shop: Shop
         assert x_death(message)["queue"] == tasks[task_id][0].value
     await assert_nothing_happened(order_id)
     logs = "".join((stack.logs / f"{pool}-pool.log").read_text() for pool in ("orders", "payments"))
-    assert "undecodable message dead-lettered" in logs
+    assert "poison message dead-lettered: undecodable" in logs
     assert "eve@example.com" not in logs
 
 

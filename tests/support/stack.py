@@ -42,39 +42,59 @@ DB_PREFIX = f"doorbuster_test{SLOT or ''}"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
+@dataclass(frozen=True)
+class Site:
+    """Where one stack runs: its ports, vhost, PostgreSQL server, database names and folders.
+    The session's stack uses the slot's; a fault scenario that must not touch shared
+    infrastructure (a PostgreSQL restart) builds a second stack on a site of its own."""
+
+    ports: Ports = PORTS
+    vhost: str = VHOST
+    pg_server: str = PG_SERVER
+    db_prefix: str = DB_PREFIX
+    folder_suffix: str = f"{SLOT or ''}"
+
+    @property
+    def database_url(self) -> str:
+        return self.pg_server.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+SITE = Site()
+
+
 def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
 
 
-def fresh_vhost() -> None:
+def fresh_vhost(vhost: str = VHOST) -> None:
     """A clean RabbitMQ vhost per session: no messages or queues left from a previous run."""
-    rabbitmqctl("delete_vhost", VHOST)
-    created = rabbitmqctl("add_vhost", VHOST)
+    rabbitmqctl("delete_vhost", vhost)
+    created = rabbitmqctl("add_vhost", vhost)
     if created.returncode != 0:
-        raise RuntimeError(f"cannot create vhost {VHOST}: {created.stderr}")
-    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+        raise RuntimeError(f"cannot create vhost {vhost}: {created.stderr}")
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
-async def drop_test_databases() -> None:
-    connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
+async def drop_test_databases(site: Site = SITE) -> None:
+    connection = await asyncpg.connect(f"{site.pg_server}/postgres")
     try:
         for service in ("orders", "inventory", "notifications"):
             await connection.execute(
-                f'DROP DATABASE IF EXISTS "{DB_PREFIX}_{service}" WITH (FORCE)'
+                f'DROP DATABASE IF EXISTS "{site.db_prefix}_{service}" WITH (FORCE)'
             )
     finally:
         await connection.close()
 
 
-def test_env() -> dict[str, str]:
+def test_env(site: Site = SITE) -> dict[str, str]:
     return {
         **os.environ,
         "DOORBUSTER_ENV": "test",
-        "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
-        "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}",
-        "STRIPE_API_BASE": f"http://127.0.0.1:{PORTS.stripe}",
+        "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{site.vhost}",
+        "DATABASE_URL": f"{site.database_url}/{site.db_prefix}",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{site.ports.stripe}",
         "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(PORTS.smtp),
+        "SMTP_PORT": str(site.ports.smtp),
         "STOREFRONT_API_KEYS": "",
         "ADMIN_API_KEYS": "",
         "OUTBOX_RELAY_INTERVAL_SECONDS": "0.5",
@@ -102,13 +122,18 @@ class Stack:
     logs: Path
     processes: dict[str, Process] = field(default_factory=dict)
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    site: Site = SITE
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{PORTS.service(service)}"
+        return f"http://127.0.0.1:{self.site.ports.service(service)}"
 
     @property
     def stripe_url(self) -> str:
-        return f"http://127.0.0.1:{PORTS.stripe}"
+        return f"http://127.0.0.1:{self.site.ports.stripe}"
+
+    async def fetch(self, service: str, query: str, *args: object) -> list[asyncpg.Record]:
+        """Read (or, as test plumbing, write) one of this stack's databases directly."""
+        return await db_fetch(service, query, *args, site=self.site)
 
     def start(self, name: str) -> None:
         process = self.processes[name]
@@ -165,31 +190,38 @@ def answers(url: str) -> bool:
         return False
 
 
-def build_stack() -> Stack:
-    asyncio.run(drop_test_databases())
-    fresh_vhost()
-    env = test_env()
+def build_stack(site: Site = SITE, broker_proxy: bool = True) -> Stack:
+    """Fresh databases and vhost, migrated; the processes planned, not started. With
+    `broker_proxy` the orders API reaches RabbitMQ through the cuttable proxy."""
+    asyncio.run(drop_test_databases(site))
+    fresh_vhost(site.vhost)
+    env = test_env(site)
     subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True)
-    maildir = ROOT / "var" / f"test-mail{SLOT or ''}"
-    logs = ROOT / "var" / f"test-logs{SLOT or ''}"
+    maildir = ROOT / "var" / f"test-mail{site.folder_suffix}"
+    logs = ROOT / "var" / f"test-logs{site.folder_suffix}"
     shutil.rmtree(maildir, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
     maildir.parent.mkdir(parents=True, exist_ok=True)
-    processes = plan(PORTS, {pool: 1 for pool in Pool}, True, True, str(maildir))
-    stack = Stack(env=env, maildir=maildir, logs=logs)
+    processes = plan(site.ports, {pool: 1 for pool in Pool}, True, True, str(maildir))
+    stack = Stack(env=env, maildir=maildir, logs=logs, site=site)
     for process in processes:
         stack.processes[process.name] = process
-    # The orders API reaches the broker through a proxy the outbox tests can cut.
-    orders_api = stack.processes["orders-api"]
-    orders_api.env["RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{BROKER_PROXY_PORT}/{VHOST}"
+    if broker_proxy:
+        # The orders API reaches the broker through a proxy the outbox tests can cut.
+        orders_api = stack.processes["orders-api"]
+        orders_api.env["RABBITMQ_URL"] = (
+            f"amqp://guest:guest@127.0.0.1:{BROKER_PROXY_PORT}/{site.vhost}"
+        )
     return stack
 
 
-async def db_fetch(service: str, query: str, *args: object) -> list[asyncpg.Record]:
+async def db_fetch(
+    service: str, query: str, *args: object, site: Site = SITE
+) -> list[asyncpg.Record]:
     """Read a service's test database directly (assertions only; the code under test never
     reads another service's database)."""
-    connection = await asyncpg.connect(f"{PG_SERVER}/{DB_PREFIX}_{service}")
+    connection = await asyncpg.connect(f"{site.pg_server}/{site.db_prefix}_{service}")
     try:
         return await connection.fetch(query, *args)
     finally:

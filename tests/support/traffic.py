@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
@@ -23,6 +24,8 @@ class Traffic:
     accepted: list[str] = field(default_factory=list)
     gave_up: int = 0
     retries: int = 0
+    # Every answer but 202 ("503 application/problem+json") and broken connections ("transport").
+    errors: Counter[str] = field(default_factory=Counter)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: set[asyncio.Task] = field(default_factory=set)
 
@@ -51,12 +54,14 @@ class Traffic:
                 if response.status_code == 202:
                     self.accepted.append(response.json()["id"])
                     return
+                media_type = response.headers.get("content-type", "").split(";")[0]
+                self.errors[f"{response.status_code} {media_type}"] += 1
                 if response.status_code not in RETRYABLE:
                     raise AssertionError(
                         f"checkout refused: {response.status_code} {response.text}"
                     )
-            except httpx.TransportError:
-                pass
+            except httpx.TransportError as exc:
+                self.errors[f"transport {type(exc).__name__}"] += 1
             self.retries += 1
             await asyncio.sleep(0.5)
         self.gave_up += 1

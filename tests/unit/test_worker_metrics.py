@@ -55,15 +55,6 @@ def test_a_run_is_timed_and_counted_by_outcome():
     assert value("doorbuster_tasks_active", queue="payments") == 0
 
 
-def test_unknown_tasks_and_invalid_messages_count_as_dead_letters():
-    message = SimpleNamespace(delivery_info={"routing_key": "orders"}, headers={"task": "x.y"})
-    metrics._on_unknown(message=message, name="x.y")
-    metrics._on_invalid(message=message)
-    labels = {"queue": "orders", "task": "x.y"}
-    assert value("doorbuster_task_dead_letters_total", reason="unknown_task", **labels) == 1
-    assert value("doorbuster_task_dead_letters_total", reason="invalid_message", **labels) == 1
-
-
 def test_readiness_needs_a_connected_consumer():
     probe = metrics.WorkerProbe()
     assert probe.is_alive() and not probe.is_ready()
