@@ -10,11 +10,19 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from services.notifications.db import notifications
 from services.notifications.mailer import MailDeliveryError, Mailer
 from services.notifications.templates import render_order_mail
 from shared.contracts import SendOrderMail
+from shared.db import is_transient
 from shared.observability import mask_email
 from shared.tasks import current_attempt
 from shared.uow import UnitOfWork
@@ -23,6 +31,9 @@ log = logging.getLogger(__name__)
 # A claim younger than this means another delivery of the same task may be sending right now
 # (longer than the SMTP timeout, so a live sender always finishes within it).
 SENDING_LEASE = timedelta(seconds=30)
+# How long a sent mail waits for the database to record it (a restart or failover takes
+# seconds; beyond this the task fails and its retry may repeat the mail, same Message-ID).
+RECORD_SENT_PATIENCE_SECONDS = 120.0
 
 
 class MailInFlight(Exception):
@@ -57,14 +68,34 @@ async def send_order_mail(uow: UnitOfWork, mailer: Mailer, mail: SendOrderMail) 
         final = current_attempt().is_last
         await _record_failure(uow, mail, str(exc), final)
         raise
-    async with uow:
-        await uow.session.execute(
-            update(notifications)
-            .where(notifications.c.order_id == mail.order_id, notifications.c.kind == mail.kind)
-            .values(status="sent", sent_at=func.now(), last_error=None)
-        )
-        await uow.commit()
+    await _mark_sent(uow, mail)
     log.info("sent %s for %s to %s", mail.kind, mail.order_id, mask_email(mail.to))
+
+
+async def _mark_sent(uow: UnitOfWork, mail: SendOrderMail) -> None:
+    """Record the mail as sent, waiting out a database that is away.
+
+    The SMTP server has the mail: if this failed back to the task, its retry would find a
+    stale claim and send the mail again (the fault suite's PostgreSQL restart did exactly that).
+    """
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential_jitter(initial=0.5, max=10),
+        stop=stop_after_delay(RECORD_SENT_PATIENCE_SECONDS),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            async with uow:
+                await uow.session.execute(
+                    update(notifications)
+                    .where(
+                        notifications.c.order_id == mail.order_id,
+                        notifications.c.kind == mail.kind,
+                    )
+                    .values(status="sent", sent_at=func.now(), last_error=None)
+                )
+                await uow.commit()
 
 
 async def _claim(uow: UnitOfWork, mail: SendOrderMail) -> bool:
