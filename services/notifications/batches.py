@@ -106,24 +106,23 @@ async def _send_chunk(
 async def _deliver(
     smtp: BulkSession, mail: CampaignMail, claimed: Sequence[Recipient]
 ) -> ChunkOutcome:
-    """Send over the batch's connection; stop at the first connection-level failure."""
+    """Send over the batch's connection; the session stops at a connection-level failure."""
+    results = await smtp.send_all(
+        [(person.email, mail.render(person.subscriber_id, person.email)) for person in claimed]
+    )
     outcome = ChunkOutcome()
-    for index, person in enumerate(claimed):
-        try:
-            await smtp.deliver(person.email, mail.render(person.subscriber_id, person.email))
-        except RecipientRefused as exc:
-            outcome.failed[person.subscriber_id] = str(exc)
-            continue
-        except OutcomeUnknown as exc:  # maybe accepted: never send it again
-            outcome.failed[person.subscriber_id] = f"outcome unknown: {exc}"
-            outcome.released = [p.subscriber_id for p in claimed[index + 1 :]]
-            outcome.error = exc
-            break
-        except MailDeliveryError as exc:  # not sent: this one and the rest go back
-            outcome.released = [p.subscriber_id for p in claimed[index:]]
-            outcome.error = exc
-            break
-        outcome.sent.append(person.subscriber_id)
+    for person, result in zip(claimed, results, strict=False):
+        if result is None:
+            outcome.sent.append(person.subscriber_id)
+        elif isinstance(result, RecipientRefused):
+            outcome.failed[person.subscriber_id] = str(result)
+        elif isinstance(result, OutcomeUnknown):  # maybe accepted: never send it again
+            outcome.failed[person.subscriber_id] = f"outcome unknown: {result}"
+            outcome.error = result
+        else:  # not sent: this one and the rest go back
+            outcome.released.append(person.subscriber_id)
+            outcome.error = result
+    outcome.released += [person.subscriber_id for person in claimed[len(results) :]]
     return outcome
 
 

@@ -1,6 +1,7 @@
 """A campaign message rendered once and addressed per recipient; how a chunk's SMTP failures
 are sorted into sent, failed (never again) and released (sent by a later try)."""
 
+from collections.abc import Sequence
 from email import message_from_bytes
 from email.policy import default
 
@@ -35,15 +36,20 @@ class FakeSession(BulkSession):
     def __init__(self, answers: dict[str, str]):
         self.answers, self.delivered = answers, []
 
-    async def deliver(self, to: str, message: bytes) -> None:
-        answer = self.answers.get(to, "ok")
-        if answer == "refused":
-            raise RecipientRefused("550 no such user")
-        if answer == "down":
-            raise MailDeliveryError("connection refused")
-        if answer == "lost":
-            raise OutcomeUnknown("connection lost during DATA")
-        self.delivered.append(to)
+    async def send_all(self, mails: Sequence[tuple[str, bytes]]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        for to, _ in mails:
+            answer = self.answers.get(to, "ok")
+            if answer == "refused":
+                results.append(RecipientRefused("550 no such user"))
+                continue
+            if answer == "down":
+                return [*results, MailDeliveryError("connection refused")]
+            if answer == "lost":
+                return [*results, OutcomeUnknown("connection lost during DATA")]
+            self.delivered.append(to)
+            results.append(None)
+        return results
 
 
 def people(*names: str) -> list[Recipient]:
