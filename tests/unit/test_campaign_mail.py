@@ -60,18 +60,31 @@ MAIL = CampaignMail("cmp_1", "s", "b", "news@shop.test")
 
 
 async def test_a_refused_address_fails_alone_and_the_chunk_goes_on():
-    outcome = await _deliver(FakeSession({"b@example.com": "refused"}), MAIL, people("a", "b", "c"))
+    outcome = await _deliver(
+        [FakeSession({"b@example.com": "refused"})], MAIL, people("a", "b", "c")
+    )
     assert (outcome.sent, list(outcome.failed), outcome.released) == ([0, 2], [1], [])
     assert outcome.error is None
 
 
 async def test_a_connection_failure_releases_the_address_and_the_rest_of_the_chunk():
-    outcome = await _deliver(FakeSession({"b@example.com": "down"}), MAIL, people("a", "b", "c"))
+    outcome = await _deliver([FakeSession({"b@example.com": "down"})], MAIL, people("a", "b", "c"))
     assert (outcome.sent, outcome.failed, outcome.released) == ([0], {}, [1, 2])
     assert isinstance(outcome.error, MailDeliveryError)
 
 
 async def test_a_mail_lost_during_data_is_never_sent_again():
-    outcome = await _deliver(FakeSession({"b@example.com": "lost"}), MAIL, people("a", "b", "c"))
+    outcome = await _deliver([FakeSession({"b@example.com": "lost"})], MAIL, people("a", "b", "c"))
     assert (outcome.sent, list(outcome.failed), outcome.released) == ([0], [1], [2])
     assert outcome.failed[1].startswith("outcome unknown")
+
+
+async def test_two_connections_share_a_chunk_and_one_failing_releases_only_its_share():
+    first, second = FakeSession({"c@example.com": "down"}), FakeSession({})
+    outcome = await _deliver([first, second], MAIL, people("a", "b", "c", "d", "e"))
+    assert (first.delivered, second.delivered) == (
+        ["a@example.com"],
+        ["b@example.com", "d@example.com"],
+    )
+    assert (sorted(outcome.sent), outcome.failed, outcome.released) == ([0, 1, 3], {}, [2, 4])
+    assert isinstance(outcome.error, MailDeliveryError)
