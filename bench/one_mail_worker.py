@@ -19,8 +19,8 @@ from services.notifications.templates import CampaignMail
 from shared.aio import worker_loop
 from shared.config import Settings, get_settings
 from shared.queues import TASK_EXCHANGE, Pool
-from workers.__main__ import DEFAULTS
 from workers.app import make_celery
+from workers.profiles import POOL_IMPLEMENTATIONS, PROFILES
 
 QUEUE = "bench.one_mail"
 TASK = "bench.send_one_mail"
@@ -68,13 +68,15 @@ def send_one_mail(run: str, subscriber_id: int, email: str) -> None:
 
 
 def main() -> None:
-    defaults = DEFAULTS[Pool.BULK]
+    profile = PROFILES[Pool.BULK]
+    # The bulk pool's own implementation (Celery's threads, growable), set as `python -m
+    # workers bulk` sets it: the class path cannot go through --pool.
+    app.conf.worker_pool = POOL_IMPLEMENTATIONS[profile.pool_type]
     app.worker_main(
         [
             "worker",
             f"--queues={QUEUE}",
-            f"--concurrency={defaults.concurrency}",
-            f"--pool={defaults.pool_type}",
+            f"--concurrency={profile.concurrency}",
             "--hostname=baseline@%h",
             "--without-gossip",
             "--without-mingle",

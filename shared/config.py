@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # campaign's status (pause, cancel) and takes tokens from the pool-wide rate limiter.
     campaign_batch_size: int = Field(default=500, ge=1, le=10_000)
     campaign_chunk_max: int = Field(default=50, ge=1, le=1_000)
+    # SMTP connections per batch: a chunk is shared out between them, so that while one waits
+    # for the server's reply the others send (docs/campaigns.md, "Throughput").
+    campaign_smtp_connections: int = Field(default=2, ge=1, le=16)
     campaign_batch_max_retries: int = Field(default=12, ge=0)
     # A claim older than this belongs to a delivery that died mid-chunk: its outcome is unknown.
     campaign_claim_lease_seconds: float = Field(default=120.0, gt=0)

@@ -1,11 +1,12 @@
-"""Sending one campaign batch: ~500 addresses over one SMTP connection, chunk by chunk.
+"""Sending one campaign batch: ~500 addresses over its SMTP connections, chunk by chunk.
 
 Per chunk (about 0.1 s of the pool's rate, at most `campaign_chunk_max` addresses):
 1. take tokens from the pool-wide limiter and wait for them (ratelimit.py);
 2. claim: insert a delivery row per address, in the statement that also checks the campaign
    is still queued or sending (so a pause or cancel stops every batch within one chunk) and
    reads each subscriber's status (an address unsubscribed since creation becomes `skipped`);
-3. send the claimed mails over the batch's connection, then record them and move the
+3. send the claimed mails over the batch's connections (pipelined, shared out between
+   `campaign_smtp_connections`), then record them and move the
    campaign's counters in one transaction (deliveries.py).
 A claim is never sent twice: a row left `sending` by a process that died is, after a lease,
 recorded `failed` (outcome unknown) rather than sent again. Campaign mail is at most once.
@@ -14,6 +15,7 @@ recorded `failed` (outcome unknown) rather than sent again. Campaign mail is at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from services.notifications.mailer import (
     BulkSession,
     MailDeliveryError,
     Mailer,
+    MailResult,
     OutcomeUnknown,
     RecipientRefused,
 )
@@ -50,6 +53,7 @@ class CampaignSender:
     limiter: RateLimiter
     chunk: int
     lease_seconds: float
+    connections: int = 1
 
 
 async def send_campaign_batch(sender: CampaignSender, command: CampaignBatch) -> None:
@@ -67,7 +71,11 @@ async def _send_batch(sender: CampaignSender, command: CampaignBatch) -> None:
     if batch is None:
         return
     mail = CampaignMail(batch.campaign_id, batch.subject, batch.body, sender.mailer.sender)
-    async with sender.mailer.session() as smtp:
+    async with contextlib.AsyncExitStack() as stack:
+        smtp = [
+            await stack.enter_async_context(sender.mailer.session())
+            for _ in range(sender.connections)
+        ]
         for positions in chunks(batch.size, sender.chunk):
             if not await _send_chunk(sender, batch, mail, smtp, positions):
                 log.info("campaign %s batch %d stopped", batch.campaign_id, batch.batch_no)
@@ -83,7 +91,7 @@ async def _send_chunk(
     sender: CampaignSender,
     batch: Batch,
     mail: CampaignMail,
-    smtp: BulkSession,
+    smtp: Sequence[BulkSession],
     positions: tuple[int, int],
 ) -> bool:
     """One chunk; False when the campaign is no longer active (paused or cancelled)."""
@@ -104,27 +112,36 @@ async def _send_chunk(
 
 
 async def _deliver(
-    smtp: BulkSession, mail: CampaignMail, claimed: Sequence[Recipient]
+    smtp: Sequence[BulkSession], mail: CampaignMail, claimed: Sequence[Recipient]
 ) -> ChunkOutcome:
-    """Send over the batch's connection; stop at the first connection-level failure."""
+    """Share the chunk out between the batch's connections and send over all at once; a
+    connection stops at its first connection-level failure, the others finish their share."""
+    shares = [claimed[index :: len(smtp)] for index in range(len(smtp))]
+    results = await asyncio.gather(
+        *(
+            session.send_all([(p.email, mail.render(p.subscriber_id, p.email)) for p in share])
+            for session, share in zip(smtp, shares, strict=True)
+        )
+    )
     outcome = ChunkOutcome()
-    for index, person in enumerate(claimed):
-        try:
-            await smtp.deliver(person.email, mail.render(person.subscriber_id, person.email))
-        except RecipientRefused as exc:
-            outcome.failed[person.subscriber_id] = str(exc)
-            continue
-        except OutcomeUnknown as exc:  # maybe accepted: never send it again
-            outcome.failed[person.subscriber_id] = f"outcome unknown: {exc}"
-            outcome.released = [p.subscriber_id for p in claimed[index + 1 :]]
-            outcome.error = exc
-            break
-        except MailDeliveryError as exc:  # not sent: this one and the rest go back
-            outcome.released = [p.subscriber_id for p in claimed[index:]]
-            outcome.error = exc
-            break
-        outcome.sent.append(person.subscriber_id)
+    for share, share_results in zip(shares, results, strict=True):
+        _sort(outcome, share, share_results)
     return outcome
+
+
+def _sort(outcome: ChunkOutcome, share: Sequence[Recipient], results: list[MailResult]) -> None:
+    for person, result in zip(share, results, strict=False):
+        if result is None:
+            outcome.sent.append(person.subscriber_id)
+        elif isinstance(result, RecipientRefused):
+            outcome.failed[person.subscriber_id] = str(result)
+        elif isinstance(result, OutcomeUnknown):  # maybe accepted: never send it again
+            outcome.failed[person.subscriber_id] = f"outcome unknown: {result}"
+            outcome.error = result
+        else:  # not sent: this one and the rest of its share go back
+            outcome.released.append(person.subscriber_id)
+            outcome.error = result
+    outcome.released += [person.subscriber_id for person in share[len(results) :]]
 
 
 async def _give_up(sender: CampaignSender, command: CampaignBatch, error: str) -> None:

@@ -6,26 +6,21 @@ of `n` always succeeds and may leave the bucket negative, a debt, and the taker 
 over any window of T seconds the pool sends at most `burst + rate * T` mails, however many
 processes and threads take. A negative `n` gives unused tokens back.
 
-Storage (`PostgresTokenBucket`): the bucket is one row, read `FOR UPDATE` and written back in
-one short transaction, with PostgreSQL's clock as the only clock (workers on several hosts
-need not agree on time). Taking tokens for a chunk of ~50 mails costs one transaction, so the
-limiter adds a few round trips per chunk, not per mail. Redis would do the same with a Lua
-script; PostgreSQL is already a dependency of the pool and needs no new moving part.
+Storage (`PostgresTokenBucket`): the bucket is one row, and a take is one `UPDATE ...
+RETURNING` in autocommit that does `take`'s arithmetic in SQL (the row lock orders concurrent
+takers), with PostgreSQL's clock as the only clock (workers on several hosts need not agree on
+time). One round trip per chunk of ~50 mails, where a transaction reading the row `FOR
+UPDATE` and writing it back took four (BEGIN, SELECT, UPDATE, COMMIT). Redis would do the
+same with a Lua script; PostgreSQL is already a dependency of the pool and needs no new part.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Row, func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
 
-from services.notifications.db import rate_buckets
 from shared.db import Database
-
-_NOW = func.extract("epoch", func.clock_timestamp())
 
 
 @dataclass(frozen=True)
@@ -72,33 +67,36 @@ class PostgresTokenBucket(RateLimiter):
             await self._take(-float(n))
 
     async def _take(self, n: float) -> float:
-        async with self._db.sessions.begin() as session:
-            row = await self._locked(session)
-            if row is None:  # first use: a full bucket
-                await session.execute(
-                    insert(rate_buckets)
-                    .values(name=self.name, tokens=self.burst, at=_NOW)
-                    .on_conflict_do_nothing()
-                )
-                row = await self._locked(session)
-            assert row is not None
-            bucket, wait = take(
-                Bucket(row.tokens, row.at), n, float(row.now), self.rate, self.burst
-            )
-            await session.execute(
-                update(rate_buckets)
-                .where(rate_buckets.c.name == self.name)
-                .values(tokens=bucket.tokens, at=bucket.at)
-            )
-        return wait
+        params = {"name": self.name, "n": n, "rate": self.rate, "burst": self.burst}
+        async with self._db.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            left = await autocommit.scalar(_TAKE, params)
+            if left is None:  # first use: a full bucket, then take
+                await autocommit.execute(_CREATE, params)
+                left = await autocommit.scalar(_TAKE, params)
+        assert left is not None
+        return max(0.0, -left / self.rate)
 
-    async def _locked(self, session: AsyncSession) -> Row[Any] | None:
-        query = (
-            select(rate_buckets.c.tokens, rate_buckets.c.at, _NOW.label("now"))
-            .where(rate_buckets.c.name == self.name)
-            .with_for_update()
-        )
-        return (await session.execute(query)).first()
+
+# `take` in one statement; `clock_timestamp()` read once (a CTE), so `at` and the refill agree.
+_TAKE = text(
+    """
+    WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
+    UPDATE rate_buckets SET
+        tokens = least(:burst, least(:burst, tokens + greatest(0, clock.now - at) * :rate) - :n),
+        at = greatest(clock.now, at)
+    FROM clock
+    WHERE name = :name
+    RETURNING tokens
+    """
+)
+_CREATE = text(
+    """
+    INSERT INTO rate_buckets (name, tokens, at)
+    VALUES (:name, :burst, extract(epoch FROM clock_timestamp()))
+    ON CONFLICT (name) DO NOTHING
+    """
+)
 
 
 def bulk_limiter(db: Database, rate: float, burst: float | None, chunk: int) -> RateLimiter:

@@ -31,6 +31,7 @@ class NotificationsRuntime(ServiceRuntime):
             mailer=self.mailer,
             limiter=self.limiter,
             chunk=self.chunk,
+            connections=self.settings.campaign_smtp_connections,
             lease_seconds=self.settings.campaign_claim_lease_seconds,
         )
 

@@ -70,3 +70,14 @@ async def test_unused_tokens_go_back(databases: list[Database]):
     assert await bucket.acquire(50) == 0.0
     await bucket.give_back(50)
     assert await bucket.acquire(50) == 0.0  # without the refund this would wait 0.25 s
+
+
+async def test_a_take_in_sql_does_the_arithmetic_of_take(databases: list[Database]):
+    """A rested bucket gives `burst` at once; the next take is a debt of `n / rate` seconds
+    (less the few milliseconds refilled in between); tokens given back cancel it."""
+    bucket = PostgresTokenBucket(databases[0], "test-arith", RATE, burst=CHUNK)
+    assert await bucket.acquire(CHUNK) == 0.0
+    debt = await bucket.acquire(CHUNK)
+    assert CHUNK / RATE - 0.03 < debt <= CHUNK / RATE
+    await bucket.give_back(2 * CHUNK)
+    assert await bucket.acquire(CHUNK) == 0.0

@@ -1,6 +1,7 @@
 """A campaign message rendered once and addressed per recipient; how a chunk's SMTP failures
 are sorted into sent, failed (never again) and released (sent by a later try)."""
 
+from collections.abc import Sequence
 from email import message_from_bytes
 from email.policy import default
 
@@ -35,15 +36,20 @@ class FakeSession(BulkSession):
     def __init__(self, answers: dict[str, str]):
         self.answers, self.delivered = answers, []
 
-    async def deliver(self, to: str, message: bytes) -> None:
-        answer = self.answers.get(to, "ok")
-        if answer == "refused":
-            raise RecipientRefused("550 no such user")
-        if answer == "down":
-            raise MailDeliveryError("connection refused")
-        if answer == "lost":
-            raise OutcomeUnknown("connection lost during DATA")
-        self.delivered.append(to)
+    async def send_all(self, mails: Sequence[tuple[str, bytes]]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        for to, _ in mails:
+            answer = self.answers.get(to, "ok")
+            if answer == "refused":
+                results.append(RecipientRefused("550 no such user"))
+                continue
+            if answer == "down":
+                return [*results, MailDeliveryError("connection refused")]
+            if answer == "lost":
+                return [*results, OutcomeUnknown("connection lost during DATA")]
+            self.delivered.append(to)
+            results.append(None)
+        return results
 
 
 def people(*names: str) -> list[Recipient]:
@@ -54,18 +60,31 @@ MAIL = CampaignMail("cmp_1", "s", "b", "news@shop.test")
 
 
 async def test_a_refused_address_fails_alone_and_the_chunk_goes_on():
-    outcome = await _deliver(FakeSession({"b@example.com": "refused"}), MAIL, people("a", "b", "c"))
+    outcome = await _deliver(
+        [FakeSession({"b@example.com": "refused"})], MAIL, people("a", "b", "c")
+    )
     assert (outcome.sent, list(outcome.failed), outcome.released) == ([0, 2], [1], [])
     assert outcome.error is None
 
 
 async def test_a_connection_failure_releases_the_address_and_the_rest_of_the_chunk():
-    outcome = await _deliver(FakeSession({"b@example.com": "down"}), MAIL, people("a", "b", "c"))
+    outcome = await _deliver([FakeSession({"b@example.com": "down"})], MAIL, people("a", "b", "c"))
     assert (outcome.sent, outcome.failed, outcome.released) == ([0], {}, [1, 2])
     assert isinstance(outcome.error, MailDeliveryError)
 
 
 async def test_a_mail_lost_during_data_is_never_sent_again():
-    outcome = await _deliver(FakeSession({"b@example.com": "lost"}), MAIL, people("a", "b", "c"))
+    outcome = await _deliver([FakeSession({"b@example.com": "lost"})], MAIL, people("a", "b", "c"))
     assert (outcome.sent, list(outcome.failed), outcome.released) == ([0], [1], [2])
     assert outcome.failed[1].startswith("outcome unknown")
+
+
+async def test_two_connections_share_a_chunk_and_one_failing_releases_only_its_share():
+    first, second = FakeSession({"c@example.com": "down"}), FakeSession({})
+    outcome = await _deliver([first, second], MAIL, people("a", "b", "c", "d", "e"))
+    assert (first.delivered, second.delivered) == (
+        ["a@example.com"],
+        ["b@example.com", "d@example.com"],
+    )
+    assert (sorted(outcome.sent), outcome.failed, outcome.released) == ([0, 1, 3], {}, [2, 4])
+    assert isinstance(outcome.error, MailDeliveryError)
