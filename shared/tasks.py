@@ -92,6 +92,17 @@ def invalid_payload_reason(exc: ValidationError) -> str:
     return "invalid payload: " + "; ".join(problems)[:500]
 
 
+def infrastructure_failure(task: Task, error: BaseException) -> bool:
+    """Whether the shell retries `error` as the database or network being away.
+
+    An error the task names in `autoretry_for` (a provider or SMTP failure, often with a
+    network error inside) follows the task's own policy instead, whose last try dead-letters.
+    """
+    if isinstance(error, tuple(getattr(task, "autoretry_for", None) or ())):
+        return False
+    return is_transient(error)
+
+
 def _run(
     task: Task,
     handler: Callable[[P], Coroutine[Any, Any, Any]],
@@ -113,7 +124,7 @@ def _run(
     try:
         worker_loop.run(handler(command))
     except Exception as error:
-        if not is_transient(error):
+        if not infrastructure_failure(task, error):
             log.warning(
                 "task raised %s: retried or dead-lettered per its policy", type(error).__name__
             )

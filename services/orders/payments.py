@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import stripe
 
 from shared.config import Settings
+from shared.observability import current_correlation_id
 
 
 class TransientPaymentError(Exception):
@@ -51,7 +52,8 @@ class StripeGateway:
             "payment_method": payment_method,
             "confirm": True,
             "payment_method_types": ["card"],
-            "metadata": {"order_id": order_id},
+            # The webhook for this intent continues the order's trace (services/orders/webhooks).
+            "metadata": {"order_id": order_id, **_correlation()},
             "description": f"Doorbuster order {order_id}",
         }
         try:
@@ -82,3 +84,8 @@ class StripeGateway:
         except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
             raise TransientPaymentError(str(exc)) from exc
         return refund.id
+
+
+def _correlation() -> dict[str, str]:
+    correlation_id = current_correlation_id()
+    return {"correlation_id": correlation_id} if correlation_id else {}

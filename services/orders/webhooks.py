@@ -13,6 +13,7 @@ import stripe
 from services.orders.billing import settle_charge
 from services.orders.payments import ChargeOutcome
 from services.orders.repository import OrderNotFound
+from shared.observability import set_correlation_id
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ async def reconcile(uow: UnitOfWork, event: stripe.Event) -> bool:
     if event.type not in RECONCILED:
         return False
     order_id, outcome = outcome_of(event)
+    # Whichever settles the charge first (this webhook or the charge task) emits the order's
+    # next tasks: under the order's correlation id either way, so one grep follows the order.
+    correlation_id = (event.data.object.to_dict().get("metadata") or {}).get("correlation_id")
+    if correlation_id:
+        set_correlation_id(correlation_id)
     if not order_id:
         log.info("webhook %s carries no order id; ignored", event.id)
         return False
