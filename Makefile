@@ -61,11 +61,13 @@ lock:
 	/tmp/doorbuster-lock/bin/pip install -q '.[dev,ops,load]'
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
 
-## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, end to end: about 15 minutes)
+## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, priority isolation,
+## end to end: about 23 minutes)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.bulk_mail
+	$(BIN)/python -m bench.isolation
 	$(BIN)/python -m bench.e2e
 
 ## Flower against the running pools, with the broker tab from the management API
