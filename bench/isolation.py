@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -240,25 +241,27 @@ class DepthSampler:
         self.amqp_url, self.queues = amqp_url, queues
         self.samples: dict[str, list[int]] = {queue: [] for queue in queues}
         self._task: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
 
     async def __aenter__(self) -> DepthSampler:
         self._task = asyncio.create_task(self._run())
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        self._done.set()  # not a cancel: a declare cut short makes aio-pika log a warning
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
 
     async def _run(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
         try:
             channel = await connection.channel()
-            while True:
+            while not self._done.is_set():
                 for queue in self.queues:
                     declared = await channel.declare_queue(queue, passive=True)
                     self.samples[queue].append(declared.declaration_result.message_count or 0)
-                await asyncio.sleep(1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), timeout=1)
         finally:
             await connection.close()
 
