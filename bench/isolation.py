@@ -423,7 +423,7 @@ def summary(depths: dict[str, list[int]]) -> str:
 
 TABLE_HEAD = (
     "| deployment | backlog | placed | paid in time | p50 s | p95 s | p99 s | p99 s per window "
-    "| campaign mails sent | queue depths: ready, first→last (max) |\n"
+    "| campaign mails sent (per s) | queue depths: ready, first→last (max) |\n"
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"
 )
 
@@ -435,7 +435,8 @@ def row(cell: Cell, args: argparse.Namespace) -> str:
     return (
         f"| {cell.deployment} | {backlog} | {cell.placed} | {paid} | {shown(cell.p(50), cap)} | "
         f"{shown(cell.p(95), cap)} | **{shown(cell.p(99), cap)}** | {windows} | "
-        f"{cell.mails_sent:,} | {summary(cell.depths)} |"
+        f"{cell.mails_sent:,} ({cell.mails_sent / max(cell.seconds, 1e-9):.0f}/s) | "
+        f"{summary(cell.depths)} |"
     )
 
 
@@ -459,8 +460,9 @@ def report(cells: list[Cell], args: argparse.Namespace, stamped: str, minutes: f
     cpu = "\n".join(cpu_line(cell) for cell in cells)
     window = args.seconds / 2
     return f"""
-{stamped} The whole run took {minutes:.1f} minutes; load average {os.getloadavg()[0]:.1f}
-at the end: the machine is shared, other checkouts ran their suites on it during the run.
+{stamped} The whole run took {minutes:.1f} minutes; load average
+{os.getloadavg()[0]:.1f} at the end: the machine is shared, other checkouts ran their suites on
+it during the run.
 
 What it measures: accept-to-paid latency of checkouts (POST /v1/orders answered 202 -> order
 `paid`; the orders database's `created_at` and `updated_at`, one clock) with no campaign and
@@ -473,15 +475,16 @@ task code on the same machine, one after the other:
   consumed by one worker of {CONCURRENCY} threads (`bench/single_queue.py`): default routing
   and one `celery worker`, with the same threads, prefetch, acks and campaign throttle.
 
-Load: {args.rate:g} checkouts/s offered (open loop) in four windows of {window:g} s per
-deployment, in the order no backlog, backlog, backlog, no backlog (a load on the machine that
-drifts during the run weighs on both conditions alike); Stripe emulator at a
-{args.stripe_latency_ms:g} ms median. The campaign's {args.mails // 500:,} batch tasks are queued
-and the bulk path is sending at its real throttle ({BULK_RATE:g} mails/s for the pool, Celery's
-rate limit on batches too) before the backlog windows start, and most of them are still queued
-when they end; then the campaign is cancelled and the queue purged. After each window the bench
-waits for its orders at most {args.cap:g} s; "> {args.cap:g}" is a percentile that falls among
-orders still unpaid then (nearest rank over all orders placed; `bench/latency.py`).
+Load: {args.rate:g} checkouts/s offered (open loop), Stripe emulator at a
+{args.stripe_latency_ms:g} ms median, in four windows of {window:g} s per deployment, in the order
+no backlog, backlog, backlog, no backlog, so that a load on the machine that drifts during the
+run weighs on both conditions alike. Backlog: the campaign's {args.mails // 500:,} batch tasks
+are queued and the bulk path is sending under its real throttle (at most {BULK_RATE:g} mails/s
+for the pool, and Celery's rate limit on batches; the rate it reached is in the table) before
+the backlog windows start, and most of the batches are still queued when they end; then the
+campaign is cancelled and its queue purged. After each window the bench waits for its orders at
+most {args.cap:g} s; "> {args.cap:g}" is a percentile that falls among orders still unpaid then
+(nearest rank over all orders placed, `bench/latency.py`).
 
 {TABLE_HEAD}
 {rows}
@@ -495,11 +498,10 @@ backends serving its databases (RabbitMQ and the load generator not included):
 Reading it: in the single queue the campaign's batches are ahead of every task of an order
 in one FIFO queue, and a batch holds a worker thread for as long as the throttle makes it wait
 (500 mails, with {BULK_RATE:g} mails/s shared by every running batch), so an order's reserve,
-apply and charge wait for the campaign. In ours
-nothing of an order queues behind a batch (the `payments` and `orders` depths); what the backlog
-can still take from checkouts is CPU: the bulk pool, the SMTP sink and their PostgreSQL backends
-run on the same 2 cores as the order path (the CPU lines), and so do the other checkouts'
-suites when the machine is shared.
+apply and charge wait for the campaign. In ours nothing of an order queues behind a batch (the
+`payments` and `orders` depths); what the backlog can still take from checkouts is CPU: the
+bulk pool, the SMTP sink and their PostgreSQL backends run on the same 2 cores as the order
+path (the CPU lines), and so do the other checkouts' suites when the machine is shared.
 """
 
 
