@@ -1,8 +1,9 @@
-"""Percentiles of accept-to-paid latencies when some orders were never paid (bench/latency.py)."""
+"""Percentiles of accept-to-paid latencies when some orders were never paid
+(bench/isolation/cells.py)."""
 
 import pytest
 
-from bench.latency import percentile, ratio, shown
+from bench.isolation.cells import percentile, ratio, shown
 
 
 def test_nearest_rank_over_all_paid_orders():

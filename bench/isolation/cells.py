@@ -1,4 +1,4 @@
-"""Percentiles of accept-to-paid latencies when some orders were not paid by the cap.
+"""What one condition of one deployment measured, and its percentiles (pure: no I/O).
 
 An order not paid when the bench stopped waiting has a latency known only to exceed the cap
 (the wait ends `cap` seconds after the last order was accepted, so every unpaid order has
@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shared.config import Settings
+
+OURS, SINGLE = "ours", "single-queue"
+BULK_RATE: float = Settings.model_fields["bulk_mail_rate_per_second"].default
 
 
 def percentile(paid: Sequence[float], placed: int, p: float) -> float | None:
@@ -39,3 +45,30 @@ def ratio(loaded: float | None, quiet: float | None, cap: float) -> str:
     if loaded is None:
         return f"> {cap / quiet:.0f}x"
     return f"{loaded / quiet:.2f}x"
+
+
+@dataclass
+class Cell:
+    deployment: str
+    backlog: bool
+    placed: int = 0
+    refused: int = 0
+    latencies: list[float] = field(default_factory=list)
+    depths: dict[str, list[int]] = field(default_factory=dict)
+    mails_sent: int = 0
+    seconds: float = 0.0  # measured, windows and their waits together
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds in the cell
+    windows: list[float | None] = field(default_factory=list)  # each window's p99
+
+    def add(self, ids: list[str], latencies: list[float], depths: dict[str, list[int]]) -> None:
+        self.placed += len(ids)
+        self.latencies += latencies
+        for queue, samples in depths.items():
+            self.depths.setdefault(queue, []).extend(samples)
+        self.windows.append(percentile(latencies, len(ids), 99))
+
+    def cpu_share(self) -> dict[str, float]:
+        return {name: spent / self.seconds for name, spent in self.cpu.items()}
+
+    def p(self, q: float) -> float | None:
+        return percentile(self.latencies, self.placed, q)

@@ -7,9 +7,9 @@ bulk pool's rate limit on campaign batches: the same throttle). Nothing is copie
 rewrites the routing table of `shared.queues` in its own process before anything publishes,
 then runs our own code:
 
-    python -m bench.single_queue run uvicorn services.orders.main:create_app --factory ...
-    python -m bench.single_queue run workers beat --schedule FILE
-    python -m bench.single_queue worker [--concurrency 30] [--metrics-port PORT]
+    python -m bench.isolation.single_queue run uvicorn services.orders.main:create_app --factory ...
+    python -m bench.isolation.single_queue run workers beat --schedule FILE
+    python -m bench.isolation.single_queue worker [--concurrency 30] [--metrics-port PORT]
 
 Our publisher still declares the four dedicated queues (its topology); nothing routes to them.
 The bench declares `celery` and binds it before the first publish (`declare`).
@@ -95,7 +95,9 @@ def run_worker(concurrency: int, metrics_port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.single_queue", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.isolation.single_queue", description=__doc__
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a module (`python -m` style), rerouted")
     run.add_argument("module")
