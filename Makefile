@@ -62,7 +62,7 @@ lock:
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
 
 ## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, priority isolation,
-## end to end: about 23 minutes)
+## end to end: about 22 minutes)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.intake
