@@ -61,11 +61,13 @@ lock:
 	/tmp/doorbuster-lock/bin/pip install -q '.[dev,ops,load]'
 	/tmp/doorbuster-lock/bin/pip freeze --exclude doorbuster > constraints.txt
 
-## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, payments pool, end to end: about 25 minutes)
+## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, priority
+## isolation, payments pool, end to end: about 35 minutes)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.bulk_mail
+	$(BIN)/python -m bench.isolation
 	$(BIN)/python -m bench.payments_pool
 	$(BIN)/python -m bench.e2e
 
