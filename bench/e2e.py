@@ -25,7 +25,6 @@ os.environ.setdefault("DOORBUSTER_TEST_SLOT", "9")
 from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
 from ops.audit import render, run_audit
-from shared.config import Settings
 from tests.support.emulator import configure
 from tests.support.shop import FINAL, Shop, unique_sku
 from tests.support.stack import ROOT, Stack, build_stack
@@ -117,11 +116,7 @@ async def ladder(
         if hold and sustained:
             held = await window(stack, shop, sku, max(sustained), hold)
             print(f"held {held.rate:.0f}/s for {hold:.0f} s: {held}", flush=True)
-        settings = Settings(
-            rabbitmq_url=stack.env["RABBITMQ_URL"],
-            database_url=stack.env["DATABASE_URL"],
-            stripe_api_base=stack.stripe_url,
-        )
+        settings = stack.settings()
         await asyncio.sleep(5)  # confirmations of the last window
         verdict = render(await run_audit(settings, since, str(stack.maildir)))
     finally:

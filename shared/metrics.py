@@ -9,7 +9,6 @@ Sampled in the background (default every 5 s) so a scrape never waits on the dat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from sqlalchemy import func, select
 
 from shared.db import Database
 from shared.outbox import Outbox
+from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,15 @@ async def outbox_lag(db: Database, outbox: Outbox, now: datetime | None = None) 
     return OutboxLag(int(count or 0), age)
 
 
-class OutboxLagMonitor:
+class OutboxLagMonitor(Periodic):
     """Keeps the outbox gauges of one service current (one per API process)."""
 
+    name = "outbox lag sample"
+    failure_level = logging.DEBUG  # the database may be down; /readyz says so
+
     def __init__(self, service: str, db: Database, outbox: Outbox, interval: float):
-        self._service, self._db, self._outbox, self._interval = service, db, outbox, interval
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(interval)
+        self._service, self._db, self._outbox = service, db, outbox
 
     async def sample(self) -> OutboxLag:
         lag = await outbox_lag(self._db, self._outbox)
@@ -66,18 +69,5 @@ class OutboxLagMonitor:
         OUTBOX_OLDEST_AGE.labels(self._service).set(lag.oldest_age_seconds)
         return lag
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample()
-            except Exception as exc:  # noqa: BLE001 - the database may be down; /readyz says so
-                log.debug("outbox lag sample failed: %s", exc)
-            await asyncio.sleep(self._interval)
+    async def step(self) -> None:
+        await self.sample()

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.messages import OutgoingTask
+from shared.periodic import Periodic
 from shared.publisher import Publisher, PublisherUnavailable
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,10 @@ class Outbox:
             )
 
 
-class Relay:
+class Relay(Periodic):
     """Background loop re-publishing what the outbox still holds (one per API process)."""
+
+    name = "outbox relay pass"
 
     def __init__(
         self,
@@ -148,26 +151,13 @@ class Relay:
         interval: float,
         grace: float,
     ):
+        super().__init__(interval)
         self._outbox, self._db, self._publisher = outbox, db, publisher
-        self._interval, self._grace = interval, timedelta(seconds=grace)
-        self._task: asyncio.Task[None] | None = None
+        self._grace = timedelta(seconds=grace)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                while await self._outbox.relay_once(self._db, self._publisher, self._grace):
-                    pass
-            except Exception:
-                log.warning("outbox relay pass failed; retrying", exc_info=True)
-            await asyncio.sleep(self._interval)
+    async def step(self) -> None:
+        while await self._outbox.relay_once(self._db, self._publisher, self._grace):
+            pass
 
 
 class Dispatcher:

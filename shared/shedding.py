@@ -13,7 +13,6 @@ accepting into the outbox, as the design asks.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -26,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from shared.auth import dependency_calls
 from shared.config import Settings
 from shared.guard import api_routes
+from shared.periodic import Periodic
 from shared.problems import Problem
 from shared.publisher import Publisher, PublisherUnavailable
 from shared.queues import QueueName
@@ -35,8 +35,10 @@ QUEUE_DEPTH = Gauge("doorbuster_queue_depth", "Ready messages, as last read", ["
 SHED = Counter("doorbuster_http_shed_total", "Requests refused by load shedding", ["queue"])
 
 
-class QueueDepths:
+class QueueDepths(Periodic):
     """The last depth read of each watched queue, refreshed in the background."""
+
+    name = "queue depth reading"
 
     def __init__(
         self,
@@ -45,11 +47,11 @@ class QueueDepths:
         interval: float = 0.5,
         stale_after: float = 5.0,
     ):
+        super().__init__(interval)
         self._publisher = publisher
         self.queues = tuple(sorted(set(queues)))
-        self._interval, self._stale_after = interval, stale_after
+        self._stale_after = stale_after
         self._readings: dict[QueueName, tuple[int, float]] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def depth(self, queue: QueueName) -> int | None:
         """The depth of `queue` if read recently enough, else None (unknown)."""
@@ -66,25 +68,12 @@ class QueueDepths:
             QUEUE_DEPTH.labels(queue.value).set(depths[queue.value])
 
     def start(self) -> None:
-        if self.queues and self._task is None:
-            self._task = asyncio.create_task(self._run())
+        if self.queues:
+            super().start()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except PublisherUnavailable:
-                pass  # readings go stale: nothing is shed while the broker is away
-            except Exception:
-                log.warning("reading queue depths failed", exc_info=True)
-            await asyncio.sleep(self._interval)
+    async def step(self) -> None:
+        with contextlib.suppress(PublisherUnavailable):  # stale readings shed nothing
+            await self.refresh()
 
 
 class ShedIfBacklogged:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import pytest
 
 from ops.audit import run_audit
-from shared.config import Settings
-from tests.support.shop import FINAL, Shop, unique_sku
+from tests.support.shop import Shop, unique_sku
 from tests.support.stack import Stack
+from tests.support.traffic import all_final
 
 CHECKOUTS = int(os.environ.get("FLASH_SALE_CHECKOUTS", "2000"))
 STOCK = 50
@@ -35,32 +35,8 @@ async def checkout_all(shop: Shop, bodies: list[list[tuple[str, int]]]) -> list[
     return await asyncio.gather(*(one(items) for items in bodies))
 
 
-async def all_final(shop: Shop, order_ids: set[str], timeout: float = 240) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout
-    final: dict[str, dict] = {}
-    while True:
-        pending = [order_id for order_id in order_ids if order_id not in final]
-        for start in range(0, len(pending), 50):
-            batch = pending[start : start + 50]
-            orders = await asyncio.gather(*(shop.order(order_id) for order_id in batch))
-            final.update({order["id"]: order for order in orders if order["status"] in FINAL})
-        if len(final) == len(order_ids):
-            return final
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(order_ids) - len(final)} orders not final in {timeout}s")
-        await asyncio.sleep(0.5)
-
-
-def audit_settings(stack: Stack) -> Settings:
-    return Settings(
-        rabbitmq_url=stack.env["RABBITMQ_URL"],
-        database_url=stack.env["DATABASE_URL"],
-        stripe_api_base=stack.stripe_url,
-    )
-
-
 async def audit_for(stack: Stack, since: datetime, order_ids: set[str]) -> None:
-    verdicts = await run_audit(audit_settings(stack), since, str(stack.maildir))
+    verdicts = await run_audit(stack.settings(), since, str(stack.maildir))
     for verdict in verdicts[:4]:
         assert verdict.ok, (verdict.name, verdict.violations[:10])
     ours = [v for v in verdicts[4].violations if any(order_id in v for order_id in order_ids)]
@@ -83,6 +59,7 @@ async def test_flash_sale_sells_exactly_the_stock(stack: Stack, shop: Shop):
     intake = time.monotonic() - started
     orders = await all_final(shop, {order["id"] for order in accepted})
     elapsed = time.monotonic() - started
+    assert len(orders) == CHECKOUTS, f"{CHECKOUTS - len(orders)} orders not final"
     print(
         f"\nflash sale: {CHECKOUTS} checkouts accepted in {intake:.1f}s "
         f"({CHECKOUTS / intake:.0f}/s), all final in {elapsed:.1f}s "
@@ -110,6 +87,7 @@ async def test_overlapping_multi_item_orders_never_deadlock_and_reserve_all_or_n
 
     accepted = await checkout_all(shop, bodies)
     orders = await all_final(shop, {order["id"] for order in accepted})
+    assert len(orders) == len(accepted), f"{len(accepted) - len(orders)} orders not final"
 
     sold = Counter()
     for order in orders.values():

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ops.audit import Verdict, run_audit
-from shared.config import Settings, get_settings
+from shared.config import get_settings
 from shared.queues import Pool
 from tests.faults.report import ROWS, Row
 from tests.support import emulator
@@ -41,14 +41,6 @@ SUBSCRIBERS = 300
 # What a checkout may answer while a fault lasts: a problem document the storefront retries.
 CLEAN_FAILURES = {"503 application/problem+json", "409 application/problem+json"}
 pytestmark = pytest.mark.timeout(900)
-
-
-def audit_settings(stack: Stack) -> Settings:
-    return Settings(
-        rabbitmq_url=stack.env["RABBITMQ_URL"],
-        database_url=stack.env["DATABASE_URL"],
-        stripe_api_base=stack.stripe_url,
-    )
 
 
 async def wait_confirmations(shop: Shop, paid: list[str], timeout: float = 240) -> None:
@@ -134,9 +126,7 @@ async def scenario(
     await wait_confirmations(shop, paid)
     # From the end of the fault to every order final, confirmed by mail, and the campaign out.
     recover = time.monotonic() - fault_over
-    verdicts = await run_audit(
-        audit_settings(stack), since, str(stack.maildir), expected_dead_letters
-    )
+    verdicts = await run_audit(stack.settings(), since, str(stack.maildir), expected_dead_letters)
     stored = await stack.fetch(
         "orders", "SELECT id FROM orders WHERE created_at >= $1 AND items @> $2::jsonb",
         since, f'[{{"sku": "{sku}"}}]',

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 
 from deploy.local.stack import Ports, Process, plan
+from shared.config import Settings
 from shared.queues import Pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +135,15 @@ class Stack:
     async def fetch(self, service: str, query: str, *args: object) -> list[asyncpg.Record]:
         """Read (or, as test plumbing, write) one of this stack's databases directly."""
         return await db_fetch(service, query, *args, site=self.site)
+
+    def settings(self) -> Settings:
+        """Settings for code that reads this stack's databases, broker and Stripe directly
+        (the audit)."""
+        return Settings(
+            rabbitmq_url=self.env["RABBITMQ_URL"],
+            database_url=self.env["DATABASE_URL"],
+            stripe_api_base=self.stripe_url,
+        )
 
     def start(self, name: str) -> None:
         process = self.processes[name]
