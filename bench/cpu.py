@@ -46,21 +46,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def snapshot(processes: Mapping[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process tree, of the shared servers and of this
-    process. (A process that exited between two snapshots is undercounted, not overcounted.)"""
-    seconds: dict[str, float] = {}
+Snapshot = dict[str, dict[int, float]]  # component -> pid -> CPU seconds so far
+
+
+def snapshot(processes: Mapping[str, int]) -> Snapshot:
+    """CPU seconds so far of each process of each named process tree, of the shared servers
+    and of this process, per pid: a process that exits between two snapshots then drops out of
+    the difference instead of taking its whole past with it (a PostgreSQL backend that closes
+    mid-window would otherwise cancel out everything the others did)."""
+    seconds: Snapshot = {}
     for name, root in processes.items():
-        tree, total = [root], 0.0
+        tree, pids = [root], {}
         while tree:
             pid = tree.pop()
-            total += _cpu_seconds(pid)
+            pids[pid] = _cpu_seconds(pid)
             tree += _children(pid)
-        seconds[name] = total
+        seconds[name] = pids
     for entry in PROC.iterdir():
         if entry.name.isdigit() and (component := SERVERS.get(_command_name(int(entry.name)))):
-            seconds[component] = seconds.get(component, 0.0) + _cpu_seconds(int(entry.name))
-    seconds["load generator"] = _cpu_seconds(os.getpid())
+            seconds.setdefault(component, {})[int(entry.name)] = _cpu_seconds(int(entry.name))
+    seconds["load generator"] = {os.getpid(): _cpu_seconds(os.getpid())}
     return seconds
 
 
@@ -72,8 +77,19 @@ class Usage:
     wall: float
 
     @classmethod
-    def between(cls, before: dict[str, float], after: dict[str, float], wall: float) -> Usage:
-        return cls({k: max(after[k] - before.get(k, 0.0), 0.0) for k in after}, wall)
+    def between(cls, before: Snapshot, after: Snapshot, wall: float) -> Usage:
+        """What each component used between two snapshots, over the processes alive at the
+        second (those that started in between count from zero)."""
+        return cls(
+            {
+                component: sum(
+                    max(cpu - before.get(component, {}).get(pid, 0.0), 0.0)
+                    for pid, cpu in pids.items()
+                )
+                for component, pids in after.items()
+            },
+            wall,
+        )
 
     @property
     def busy_cores(self) -> float:

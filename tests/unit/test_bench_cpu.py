@@ -7,8 +7,9 @@ from bench.cpu import Usage, snapshot
 
 def test_usage_per_unit_and_ceiling():
     usage = Usage.between(
-        {"orders-api": 1.0, "postgresql": 2.0},
-        {"orders-api": 3.0, "postgresql": 4.0, "payments-pool": 1.0},
+        {"orders-api": {10: 1.0}, "postgresql": {20: 2.0, 21: 50.0}},
+        # backend 21 exited (its past must not cancel the others'), backend 22 is new
+        {"orders-api": {10: 3.0}, "postgresql": {20: 3.0, 22: 1.0}, "payments-pool": {30: 1.0}},
         wall=10.0,
     )
     assert usage.seconds == {"orders-api": 2.0, "postgresql": 2.0, "payments-pool": 1.0}
@@ -22,4 +23,4 @@ def test_usage_per_unit_and_ceiling():
 def test_snapshot_counts_this_process_and_a_named_tree():
     sum(range(2_000_000))  # some CPU of our own
     seconds = snapshot({"me": os.getpid()})
-    assert seconds["me"] > 0 and seconds["load generator"] > 0
+    assert seconds["me"][os.getpid()] > 0 and seconds["load generator"][os.getpid()] > 0
