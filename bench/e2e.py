@@ -23,6 +23,7 @@ os.environ.setdefault("DOORBUSTER_TEST_SLOT", "9")
 
 
 from bench.cpu import Usage, snapshot
+from bench.openloop import at_rate
 from bench.report import stamp, write_section
 from ops.audit import render, run_audit
 from tests.support.emulator import configure
@@ -63,11 +64,7 @@ async def window(stack: Stack, shop: Shop, sku: str, rate: float, seconds: float
 
     cpu_before = snapshot(stack_pids(stack))
     started = time.monotonic()
-    tasks = []
-    for n in range(int(rate * seconds)):
-        await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-        tasks.append(asyncio.create_task(place()))
-    await asyncio.gather(*tasks)
+    await at_rate(rate, seconds, place)
     # Accept and paid times come from the orders database (`created_at` at the checkout's
     # commit, `updated_at` when the order turned paid: one clock). Polling the API instead put
     # the load generator's own GETs on the path it measures, and saw an order paid only when

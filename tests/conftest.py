@@ -23,19 +23,14 @@ def broker_proxy() -> Iterator[CuttableProxy]:
 
 @pytest.fixture(scope="session")
 def stack(broker_proxy: CuttableProxy) -> Iterator[Stack]:
-    running = build_stack()
-    try:
-        running.start_all()
+    with build_stack().started() as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 @pytest.fixture(scope="session")
 async def shop(stack: Stack) -> AsyncIterator[Shop]:
-    client = Shop(stack)
-    yield client
-    await client.close()
+    async with Shop(stack) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import httpx
 
 from bench.isolation.cells import BULK_RATE, SINGLE, Cell, shown
 from bench.isolation.single_queue import QUEUE
+from bench.openloop import at_rate
 from shared.queues import QueueName
 from tests.support.emulator import configure
 from tests.support.shop import ADMIN, FINAL, Shop, unique_sku
@@ -52,12 +53,7 @@ async def offer(shop: Shop, sku: str, rate: float, seconds: float) -> tuple[list
         else:
             refused += 1
 
-    started = time.monotonic()
-    tasks = []
-    for n in range(int(rate * seconds)):
-        await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-        tasks.append(asyncio.create_task(place()))
-    await asyncio.gather(*tasks)
+    await at_rate(rate, seconds, place)
     return accepted, refused
 
 

@@ -70,15 +70,11 @@ def private_stack(private_pg: PrivateCluster) -> Iterator[Stack]:
     running = build_stack(site, broker_proxy=False)
     for key in SHORT_MAIL_RETRIES:
         running.env.pop(key, None)
-    try:
-        running.start_all()
+    with running.started():
         yield running
-    finally:
-        running.stop_all()
 
 
 @pytest.fixture(scope="module")
 async def private_shop(private_stack: Stack) -> AsyncIterator[Shop]:
-    client = Shop(private_stack)
-    yield client
-    await client.close()
+    async with Shop(private_stack) as client:
+        yield client

@@ -31,6 +31,12 @@ class Shop:
         for client in (self.orders, self.inventory, self.notifications):
             await client.aclose()
 
+    async def __aenter__(self) -> Shop:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def put_product(self, sku: str, stock: int, price: int = 1999) -> dict[str, Any]:
         response = await self.inventory.put(
             f"/v1/products/{sku}",

@@ -7,6 +7,7 @@ exercise what a developer starts. Each process logs to var/test-logs/<name>.log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +167,15 @@ class Stack:
         for name in self.processes:
             self.start(name)
         self.wait_healthy()
+
+    @contextlib.contextmanager
+    def started(self) -> Iterator[Stack]:
+        """Every process started (and healthy) for the block, every one stopped after it."""
+        try:
+            self.start_all()
+            yield self
+        finally:
+            self.stop_all()
 
     def stop_all(self) -> None:
         for name in list(self.running):
