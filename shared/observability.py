@@ -51,6 +51,9 @@ def _add_correlation_id(_: object, __: str, event: dict[str, object]) -> dict[st
     return event
 
 
+LOG_EXTRA_FIELDS = ("duration_ms",)
+
+
 def configure_logging(process: str, level: str = "INFO", json: bool = True) -> None:
     """Route stdlib logging through structlog: one JSON object per line on stderr."""
     renderer: structlog.types.Processor = (
@@ -70,6 +73,8 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_correlation_id,
+        # Fields our own stdlib lines pass as `extra` (other libraries' extras stay out).
+        structlog.stdlib.ExtraAdder(allow=LOG_EXTRA_FIELDS),
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared_processors,

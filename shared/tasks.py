@@ -2,15 +2,18 @@
 async handler on the worker's loop.
 
 A payload that does not validate is rejected without requeue, so RabbitMQ dead-letters it to
-`<queue>.dlq` with the reason in the worker log; it never half-runs. Every run logs
-`task started` and `task succeeded` (or `task raised ...`) with the task name, its id, the order id
-(when the payload has one) and the correlation id, so one grep follows an order.
+`<queue>.dlq` with the reason in the worker log; it never half-runs. Every run logs one line,
+`task succeeded` (or `task raised ...`), with the task name, its id, the order id (when the
+payload has one), the correlation id and its `duration_ms`, so one grep follows an order. One
+line, not a `task started` as well: each line costs a pool CPU (measured, docs/benchmarks.md),
+and `celery inspect active` shows what is running now.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -111,7 +114,7 @@ def _run(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
-    log.info("task started")
+    started = time.perf_counter()
     if args:
         log.error("positional arguments for %s[%s], dead-lettering", name, task.request.id)
         raise Reject("invalid payload: positional arguments", requeue=False)
@@ -137,4 +140,5 @@ def _run(
             countdown=infrastructure_backoff(task.request.retries or 0),
             max_retries=INFRASTRUCTURE_RETRIES,
         ) from error
-    log.info("task succeeded")
+    duration_ms = round(1000 * (time.perf_counter() - started), 1)
+    log.info("task succeeded", extra={"duration_ms": duration_ms})

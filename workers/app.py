@@ -2,11 +2,14 @@
 
 Settings follow Celery's guidance for tasks that must not be lost: JSON only (pickle refused),
 late acks, reject on a lost worker (the message goes back to the queue), failures after the
-last retry rejected without requeue (so RabbitMQ dead-letters them to `<queue>.dlq`), and task
-events on so that Flower works.
+last retry rejected without requeue (so RabbitMQ dead-letters them to `<queue>.dlq`). Task
+events are off: they cost a publish per task state, and Flower switches them on in every pool
+(remote control `enable_events`) for as long as it runs.
 """
 
 from __future__ import annotations
+
+import logging
 
 from celery import Celery, current_app, signals
 from kombu import Exchange, Queue
@@ -42,6 +45,11 @@ def _logging(**_: object) -> None:
     # `doorbuster-payments` -> `payments-pool`: which pool a line came from.
     process = f"{current_app.main.removeprefix('doorbuster-')}-pool"
     configure_logging(process, settings.log_level, settings.log_json)
+    # Celery's own "Task ... received" and "Task ... succeeded in" lines repeat the shell's one
+    # line per task (shared.tasks); logging is a tenth of a pool's CPU. Its warnings and errors
+    # stay.
+    for chatty in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @signals.worker_init.connect
@@ -90,8 +98,7 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"confirm_publish": True},
         broker_heartbeat=10,

@@ -33,25 +33,25 @@ def verify(payload: bytes, signature: str | None, secret: str) -> stripe.Event:
         raise InvalidWebhook(str(exc)) from exc
 
 
-def outcome_of(event: stripe.Event) -> tuple[str | None, ChargeOutcome]:
+def outcome_of(event: stripe.Event) -> tuple[dict[str, str], ChargeOutcome]:
+    """The intent's metadata (order and correlation ids) and the charge outcome it reports."""
     intent = event.data.object.to_dict()
-    metadata = intent.get("metadata") or {}
     succeeded = event.type == "payment_intent.succeeded"
     error = intent.get("last_payment_error") or {}
     reason = None if succeeded else (error.get("code") or "card_declined")
-    return metadata.get("order_id"), ChargeOutcome(succeeded, intent.get("id"), reason)
+    return intent.get("metadata") or {}, ChargeOutcome(succeeded, intent.get("id"), reason)
 
 
 async def reconcile(uow: UnitOfWork, event: stripe.Event) -> bool:
     """Apply a payment event to its order; False when the event is not one we act on."""
     if event.type not in RECONCILED:
         return False
-    order_id, outcome = outcome_of(event)
+    metadata, outcome = outcome_of(event)
     # Whichever settles the charge first (this webhook or the charge task) emits the order's
     # next tasks: under the order's correlation id either way, so one grep follows the order.
-    correlation_id = (event.data.object.to_dict().get("metadata") or {}).get("correlation_id")
-    if correlation_id:
+    if correlation_id := metadata.get("correlation_id"):
         set_correlation_id(correlation_id)
+    order_id = metadata.get("order_id")
     if not order_id:
         log.info("webhook %s carries no order id; ignored", event.id)
         return False

@@ -92,6 +92,8 @@ async def test_one_grep_of_the_correlation_id_follows_an_order_end_to_end(stack:
         assert all(line["correlation_id"] == correlation_id for line in lines)
         task_lines = [line for line in lines if line["event"].startswith("task ")]
         assert {line["order_id"] for line in task_lines} == {order_id}
+        succeeded = [line for line in task_lines if line["event"] == "task succeeded"]
+        assert all(line["duration_ms"] >= 0 for line in succeeded)
     assert "grep@example.com" not in json.dumps(found)  # addresses never reach the logs
 
 
