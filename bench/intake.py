@@ -29,7 +29,7 @@ import httpx
 
 from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
-from tests.support.stack import PORTS, ROOT, Stack, build_stack
+from tests.support.stack import PORTS, ROOT, SITE, Stack, build_stack, rabbitmqctl
 
 BASELINE_PORT = PORTS.orders + 100
 LEVELS = (1, 2, 4, 8, 16, 32, 64)
@@ -76,8 +76,16 @@ def wrk(url: str, connections: int, seconds: float) -> Point:
     )
 
 
+def empty_queues() -> None:
+    """Both arms publish to queues nobody consumes here: empty them before every run, so that
+    no run measures a broker slowed by the backlog of the runs before it."""
+    for queue in ("orders", "celery"):  # ours, and the baseline's default queue
+        rabbitmqctl("purge_queue", "-p", SITE.vhost, queue)
+
+
 def profiled_wrk(url: str, connections: int, seconds: float, pids: dict[str, int]) -> Point:
     """One wrk run, with the CPU each component spent on it (bench/cpu.py)."""
+    empty_queues()
     before, started = snapshot(pids), time.monotonic()
     wrk_before = _children_cpu()
     point = wrk(url, connections, seconds)

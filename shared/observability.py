@@ -93,9 +93,15 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
     for noisy in ("aiormq", "aio_pika", "httpx", "stripe", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # uvicorn brings its own handlers; through ours its lines are JSON and redacted too.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Its access log stays off (`shared.access_log` writes one line per request): uvicorn logs
+    # one whenever the logger has a handler up its tree, and used to double every request's
+    # logging cost whatever `--no-access-log` said.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
     structlog.configure(
         processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -25,13 +25,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db import Database
 from shared.messages import OutgoingTask
@@ -59,33 +60,36 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+def outbox_values(task: OutgoingTask) -> dict[str, object]:
+    """The outbox row of `task`, as insert values or the parameters of a statement that writes
+    the row itself (the orders checkout)."""
+    return {
+        "task_id": task.id,
+        "task_name": task.name,
+        "kwargs": task.kwargs,
+        "correlation_id": task.correlation_id,
+        "priority": task.priority_override,
+    }
+
+
 class Outbox:
     def __init__(self, table: Table):
         self.table = table
-
-    async def add(self, session: AsyncSession, tasks: Sequence[OutgoingTask]) -> None:
-        if not tasks:
-            return
-        await session.execute(
-            self.table.insert(),
-            [
-                {
-                    "task_id": task.id,
-                    "task_name": task.name,
-                    "kwargs": task.kwargs,
-                    "correlation_id": task.correlation_id,
-                    "priority": task.priority_override,
-                }
-                for task in tasks
-            ],
-        )
-
-    async def mark_published(self, session: AsyncSession, task_ids: Sequence[str]) -> None:
-        await session.execute(
+        self._mark = (
             update(self.table)
-            .where(self.table.c.task_id.in_(task_ids))
+            .where(self.table.c.task_id == func.any(bindparam("ids", type_=ARRAY(String))))
             .values(published_at=func.now())
         )
+
+    async def add(self, session: AsyncSession, tasks: Sequence[OutgoingTask]) -> None:
+        if tasks:
+            await session.execute(self.table.insert(), [outbox_values(task) for task in tasks])
+
+    async def mark_published(
+        self, session: AsyncSession | AsyncConnection, task_ids: Sequence[str]
+    ) -> None:
+        # `= ANY(:ids)`, one array parameter: the statement compiles once, whatever the count.
+        await session.execute(self._mark, {"ids": list(task_ids)})
 
     async def relay_once(
         self, db: Database, publisher: Publisher, grace: timedelta, batch: int = 500
@@ -215,7 +219,7 @@ class Dispatcher:
             log.warning("publish after commit failed, the relay will retry: %s", exc)
             return
         try:
-            async with self._db.sessions.begin() as session:
-                await self._outbox.mark_published(session, [task.id for task in batch])
+            async with self._db.autocommit() as connection:
+                await self._outbox.mark_published(connection, [task.id for task in batch])
         except Exception as exc:  # noqa: BLE001 - unmarked rows are only re-published (idempotent)
             log.warning("could not mark %d outbox rows published: %r", len(batch), exc)

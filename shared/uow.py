@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
+from sqlalchemy import Executable
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
@@ -41,10 +45,29 @@ class UnitOfWork:
         finally:
             await self.session.close()
 
+    @staticmethod
+    def task(name: str, **kwargs: object) -> OutgoingTask:
+        """A task of this unit's request or task (it carries the current correlation id)."""
+        return OutgoingTask(name=name, kwargs=kwargs, correlation_id=current_correlation_id())
+
     def emit(self, name: str, **kwargs: object) -> OutgoingTask:
-        task = OutgoingTask(name=name, kwargs=kwargs, correlation_id=current_correlation_id())
+        task = self.task(name, **kwargs)
         self._emitted.append(task)
         return task
+
+    async def execute_alone(self, statement: Executable, parameters: dict[str, Any]) -> RowMapping:
+        """Run a use case that is one statement, outbox rows included, as its own transaction.
+
+        PostgreSQL commits a single statement by itself (autocommit), so this costs one round
+        trip instead of BEGIN, the statement and COMMIT. The caller hands the tasks the
+        statement wrote to `dispatch`.
+        """
+        async with self._db.autocommit() as connection:
+            return (await connection.execute(statement, parameters)).mappings().one()
+
+    def dispatch(self, committed: Sequence[OutgoingTask]) -> None:
+        """Publish tasks whose outbox rows are committed (the relay covers a crash before)."""
+        self._dispatcher.submit(committed)
 
     async def commit(self) -> None:
         emitted, self._emitted = self._emitted, []

@@ -26,6 +26,7 @@ from services.orders.repository import (
     set_status,
 )
 from shared.contracts import ReservationResult
+from shared.outbox import outbox_values
 from shared.queues import TaskName
 from shared.uow import UnitOfWork
 
@@ -53,10 +54,12 @@ class Placed:
     replayed: bool
 
 
-# One round trip places an order: take the key's advisory lock (a concurrent request with the
-# same key gets 409 instead of waiting), claim the key, insert the order. Nothing is written
-# when the lock is taken elsewhere or the key exists. (Profiled: the five statements this
-# replaces were a third of the request's CPU; docs/benchmarks.md, "Intake".)
+# One statement places an order, committed by PostgreSQL itself (autocommit: no BEGIN and no
+# COMMIT round trips): take the key's advisory lock (a concurrent request with the same key
+# gets 409 instead of waiting), claim the key, insert the order and its reserve task's outbox
+# row. Nothing is written when the lock is taken elsewhere or the key exists. (Profiled: the
+# five statements and the transaction this replaces were over a third of the request's CPU;
+# docs/benchmarks.md, "Intake".)
 _PLACE = text(
     """
     WITH lock AS (
@@ -71,45 +74,46 @@ _PLACE = text(
         SELECT order_id, :status, :customer_id, :customer_email, :payment_method, :items
         FROM claimed
         RETURNING *
+    ), queued AS (
+        INSERT INTO outbox (task_id, task_name, kwargs, correlation_id, priority)
+        SELECT :task_id, :task_name, :kwargs, :correlation_id, :priority FROM placed
     )
     SELECT lock.held, placed.* FROM lock LEFT JOIN placed ON true
     """
 )
-_PLACE = _PLACE.bindparams(bindparam("items", type_=JSONB)).columns(held=Boolean, items=JSONB)
+_PLACE = _PLACE.bindparams(
+    bindparam("items", type_=JSONB), bindparam("kwargs", type_=JSONB)
+).columns(held=Boolean, items=JSONB)
 
 
 async def place_order(uow: UnitOfWork, command: PlaceOrder) -> Placed:
     """Accept an order: the row, its idempotency record and the reserve task commit together."""
     scope, digest = key_scope(command.api_key), fingerprint(command.body)
     body = command.body
-    async with uow:
-        row = (
-            (
-                await uow.session.execute(
-                    _PLACE,
-                    {
-                        "scope": scope,
-                        "key": command.idempotency_key,
-                        "fingerprint": digest,
-                        "order_id": new_order_id(),
-                        "status": OrderStatus.PENDING.value,
-                        "customer_id": body["customer"]["id"],
-                        "customer_email": body["customer"]["email"],
-                        "payment_method": body["payment_method"],
-                        "items": [{**item, "unit_price": None} for item in body["items"]],
-                    },
-                )
-            )
-            .mappings()
-            .one()
-        )
-        if not row["held"]:
-            raise IdempotencyKeyInFlight
-        if row["id"] is None:  # the key was used before: replay, or refuse another body
+    order_id = new_order_id()
+    reserve = uow.task(TaskName.RESERVE, order_id=order_id, items=body["items"])
+    row = await uow.execute_alone(
+        _PLACE,
+        {
+            "scope": scope,
+            "key": command.idempotency_key,
+            "fingerprint": digest,
+            "order_id": order_id,
+            "status": OrderStatus.PENDING.value,
+            "customer_id": body["customer"]["id"],
+            "customer_email": body["customer"]["email"],
+            "payment_method": body["payment_method"],
+            "items": [{**item, "unit_price": None} for item in body["items"]],
+            **outbox_values(reserve),
+        },
+    )
+    if not row["held"]:
+        raise IdempotencyKeyInFlight
+    if row["id"] is None:  # the key was used before: replay, or refuse another body
+        async with uow:
             return await _replay(uow, scope, command.idempotency_key, digest)
-        uow.emit(TaskName.RESERVE, order_id=row["id"], items=body["items"])
-        await uow.commit()
-        return Placed(row, replayed=False)
+    uow.dispatch([reserve])  # its outbox row committed with the order
+    return Placed(row, replayed=False)
 
 
 async def _replay(uow: UnitOfWork, scope: str, key: str, digest: str) -> Placed:

@@ -45,3 +45,36 @@ def test_a_published_message_carries_its_publish_time():
     assert message.timestamp is not None
     stamp = message.headers[PUBLISHED_AT_HEADER]
     assert abs(stamp - message.timestamp.timestamp()) < 1
+
+
+def test_one_access_line_per_request_uvicorn_s_own_access_log_stays_off():
+    import logging
+
+    from shared.observability import configure_logging
+
+    configure_logging("test", "INFO", json=True)
+    try:
+        # uvicorn's HTTP protocol logs an access line whenever this is true (httptools_impl).
+        assert not logging.getLogger("uvicorn.access").hasHandlers()
+        assert logging.getLogger("uvicorn.error").hasHandlers()
+    finally:
+        logging.getLogger().handlers[:] = []
+        structlog.reset_defaults()
+
+
+def test_task_lines_carry_their_duration(capsys):
+    import json
+    import logging
+
+    from shared.observability import configure_logging
+
+    configure_logging("test", "INFO", json=True)
+    try:
+        logging.getLogger("shared.tasks").info("task succeeded", extra={"duration_ms": 12.5})
+        logging.getLogger("other").info("line", extra={"secret_field": "x"})
+    finally:
+        logging.getLogger().handlers[:] = []
+        structlog.reset_defaults()
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert first["duration_ms"] == 12.5
+    assert "secret_field" not in second  # only our own extras are rendered
