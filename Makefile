@@ -64,7 +64,7 @@ lock:
 ## the side-by-side benchmarks, written to docs/benchmarks.md (intake, bulk mail, priority
 ## isolation, payments pool, end to end: about 35 minutes)
 bench: $(STAMP)
-	command -v wrk >/dev/null || apt-get install -y -qq wrk
+	command -v wrk >/dev/null || apt-get install -y -qq wrk || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.bulk_mail
 	$(BIN)/python -m bench.isolation

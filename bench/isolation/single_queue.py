@@ -88,7 +88,6 @@ def run_worker(concurrency: int, metrics_port: int) -> None:
             "--hostname=single@%h",
             "--without-gossip",
             "--without-mingle",
-            "--task-events",
             "--loglevel=INFO",
         ]
     )
