@@ -55,15 +55,18 @@ class UnitOfWork:
         self._emitted.append(task)
         return task
 
-    async def execute_alone(self, statement: Executable, parameters: dict[str, Any]) -> RowMapping:
-        """Run a use case that is one statement, outbox rows included, as its own transaction.
+    async def execute_alone(
+        self, statement: Executable, parameters: dict[str, Any] | None = None
+    ) -> list[RowMapping]:
+        """Run one statement as its own transaction and return its rows (for a use case, or a
+        step of one, that is a single statement, outbox rows included).
 
         PostgreSQL commits a single statement by itself (autocommit), so this costs one round
-        trip instead of BEGIN, the statement and COMMIT. The caller hands the tasks the
-        statement wrote to `dispatch`.
+        trip instead of BEGIN, the statement and COMMIT (or ROLLBACK, for a read). The caller
+        hands the tasks the statement wrote to `dispatch`.
         """
         async with self._db.autocommit() as connection:
-            return (await connection.execute(statement, parameters)).mappings().one()
+            return list((await connection.execute(statement, parameters)).mappings())
 
     def dispatch(self, committed: Sequence[OutgoingTask]) -> None:
         """Publish tasks whose outbox rows are committed (the relay covers a crash before)."""

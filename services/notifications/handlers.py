@@ -86,79 +86,76 @@ async def _mark_sent(uow: UnitOfWork, mail: SendOrderMail) -> None:
         reraise=True,
     ):
         with attempt:
-            async with uow:
+            await uow.execute_alone(
+                update(notifications)
+                .where(
+                    notifications.c.order_id == mail.order_id,
+                    notifications.c.kind == mail.kind,
+                )
+                .values(status="sent", sent_at=func.now(), last_error=None)
+            )
+
+
+async def _claim(uow: UnitOfWork, mail: SendOrderMail) -> bool:
+    # The first delivery's claim is one insert, committed alone (one round trip); a repeat
+    # finds the row and decides under its lock.
+    created = await uow.execute_alone(
+        insert(notifications)
+        .values(
+            id=f"ntf_{uuid.uuid4().hex}",
+            order_id=mail.order_id,
+            kind=mail.kind,
+            to=mail.to,
+            status="sending",
+            attempts=1,
+            claimed_at=func.now(),
+        )
+        .on_conflict_do_nothing()
+        .returning(notifications.c.id)
+    )
+    if created:
+        return True
+    async with uow:
+        row = (
+            (
                 await uow.session.execute(
-                    update(notifications)
+                    select(notifications, (func.now() - notifications.c.claimed_at).label("age"))
                     .where(
                         notifications.c.order_id == mail.order_id,
                         notifications.c.kind == mail.kind,
                     )
-                    .values(status="sent", sent_at=func.now(), last_error=None)
+                    .with_for_update()
                 )
-                await uow.commit()
-
-
-async def _claim(uow: UnitOfWork, mail: SendOrderMail) -> bool:
-    async with uow:
-        created = await uow.session.execute(
-            insert(notifications)
-            .values(
-                id=f"ntf_{uuid.uuid4().hex}",
-                order_id=mail.order_id,
-                kind=mail.kind,
-                to=mail.to,
-                status="sending",
-                attempts=1,
-                claimed_at=func.now(),
             )
-            .on_conflict_do_nothing()
-            .returning(notifications.c.id)
+            .mappings()
+            .one()
         )
-        if created.first() is None:
-            row = (
-                (
-                    await uow.session.execute(
-                        select(
-                            notifications, (func.now() - notifications.c.claimed_at).label("age")
-                        )
-                        .where(
-                            notifications.c.order_id == mail.order_id,
-                            notifications.c.kind == mail.kind,
-                        )
-                        .with_for_update()
-                    )
-                )
-                .mappings()
-                .one()
+        if row["status"] == "sent":
+            log.info("%s for %s was sent already", mail.kind, mail.order_id)
+            return False
+        if row["status"] == "sending" and row["age"] < SENDING_LEASE and row["attempts"] > 0:
+            remaining = (SENDING_LEASE - row["age"]).total_seconds()
+            raise MailInFlight(f"{mail.kind} for {mail.order_id} is being sent", remaining)
+        await uow.session.execute(
+            update(notifications)
+            .where(notifications.c.id == row["id"])
+            .values(
+                status="sending",
+                claimed_at=func.now(),
+                attempts=notifications.c.attempts + 1,
             )
-            if row["status"] == "sent":
-                log.info("%s for %s was sent already", mail.kind, mail.order_id)
-                return False
-            if row["status"] == "sending" and row["age"] < SENDING_LEASE and row["attempts"] > 0:
-                remaining = (SENDING_LEASE - row["age"]).total_seconds()
-                raise MailInFlight(f"{mail.kind} for {mail.order_id} is being sent", remaining)
-            await uow.session.execute(
-                update(notifications)
-                .where(notifications.c.id == row["id"])
-                .values(
-                    status="sending",
-                    claimed_at=func.now(),
-                    attempts=notifications.c.attempts + 1,
-                )
-            )
+        )
         await uow.commit()
         return True
 
 
 async def _record_failure(uow: UnitOfWork, mail: SendOrderMail, error: str, final: bool) -> None:
     """Release the claim so a retry may send; on the last try the mail is marked failed."""
-    async with uow:
-        await uow.session.execute(
-            update(notifications)
-            .where(notifications.c.order_id == mail.order_id, notifications.c.kind == mail.kind)
-            .values(status="failed" if final else "retrying", last_error=error[:500])
-        )
-        await uow.commit()
+    await uow.execute_alone(
+        update(notifications)
+        .where(notifications.c.order_id == mail.order_id, notifications.c.kind == mail.kind)
+        .values(status="failed" if final else "retrying", last_error=error[:500])
+    )
 
 
 async def list_notifications(

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.engine import RowMapping
+
 from services.orders.domain import OrderStatus
 from services.orders.payments import ChargeOutcome, StripeGateway
-from services.orders.repository import emit_mail, load_order, set_payment, set_status
+from services.orders.repository import (
+    emit_mail,
+    load_order,
+    read_order,
+    set_payment,
+    set_status,
+)
 from shared.contracts import OrderRef
 from shared.queues import TaskName
 from shared.uow import UnitOfWork
@@ -21,8 +29,7 @@ log = logging.getLogger(__name__)
 
 async def charge_order(uow: UnitOfWork, gateway: StripeGateway, command: OrderRef) -> None:
     """Charge a reserved order once, then record paid or payment_failed."""
-    async with uow:
-        order = await load_order(uow, command.order_id)
+    order = await read_order(uow, command.order_id)
     if order["status"] != OrderStatus.RESERVED:
         log.info("order %s is %s: nothing to charge", order["id"], order["status"])
         return
@@ -32,13 +39,24 @@ async def charge_order(uow: UnitOfWork, gateway: StripeGateway, command: OrderRe
     await settle_charge(uow, command.order_id, outcome)
 
 
+def changes(order: RowMapping, outcome: ChargeOutcome) -> bool:
+    """Whether `outcome` still changes `order`: it was not recorded, or money came in for an
+    order that is no longer waiting for it (and must be paid back)."""
+    return order["status"] == OrderStatus.RESERVED or (
+        outcome.succeeded and order["payment_intent_id"] is None
+    )
+
+
 async def settle_charge(uow: UnitOfWork, order_id: str, outcome: ChargeOutcome) -> None:
     """Record a charge's outcome, from the charge task or a Stripe webhook, at most once."""
     async with uow:
         order = await load_order(uow, order_id, lock=True)
+        if not changes(order, outcome):
+            log.info("order %s is %s: charge outcome already recorded", order_id, order["status"])
+            return
         if order["status"] == OrderStatus.RESERVED:
             await _record_outcome(uow, order, outcome)
-        elif outcome.succeeded and order["payment_intent_id"] is None:
+        else:
             # Cancelled or expired while the provider was charging: pay the money back.
             log.warning(
                 "order %s became %s during its charge; refunding", order_id, order["status"]
@@ -47,9 +65,6 @@ async def settle_charge(uow: UnitOfWork, order_id: str, outcome: ChargeOutcome) 
                 uow, order, payment_status="succeeded", payment_intent_id=outcome.intent_id
             )
             uow.emit(TaskName.REFUND, order_id=order_id)
-        else:
-            log.info("order %s is %s: charge outcome already recorded", order_id, order["status"])
-            return
         await uow.commit()
 
 
@@ -79,8 +94,7 @@ async def _record_outcome(uow: UnitOfWork, order, outcome: ChargeOutcome) -> Non
 
 async def refund_order(uow: UnitOfWork, gateway: StripeGateway, command: OrderRef) -> None:
     """Refund a charged order once; a paid order becomes `refunded` and its units return."""
-    async with uow:
-        order = await load_order(uow, command.order_id)
+    order = await read_order(uow, command.order_id)
     if order["payment_status"] == "refunded" or order["payment_intent_id"] is None:
         log.info("order %s: nothing to refund", order["id"])
         return

@@ -92,7 +92,7 @@ async def place_order(uow: UnitOfWork, command: PlaceOrder) -> Placed:
     body = command.body
     order_id = new_order_id()
     reserve = uow.task(TaskName.RESERVE, order_id=order_id, items=body["items"])
-    row = await uow.execute_alone(
+    [row] = await uow.execute_alone(
         _PLACE,
         {
             "scope": scope,

@@ -19,10 +19,21 @@ class OrderNotFound(LookupError):
 
 
 async def load_order(uow: UnitOfWork, order_id: str, lock: bool = False) -> RowMapping:
+    """The order, read in the unit's transaction (locked for update with `lock`)."""
     query = select(orders).where(orders.c.id == order_id)
     if lock:
         query = query.with_for_update()
-    row = (await uow.session.execute(query)).mappings().first()
+    return _found(order_id, (await uow.session.execute(query)).mappings().first())
+
+
+async def read_order(uow: UnitOfWork, order_id: str) -> RowMapping:
+    """The order as committed now, outside any transaction (one round trip): for a look
+    before a slow call, whose outcome is then written under `load_order(lock=True)`."""
+    rows = await uow.execute_alone(select(orders).where(orders.c.id == order_id))
+    return _found(order_id, rows[0] if rows else None)
+
+
+def _found(order_id: str, row: RowMapping | None) -> RowMapping:
     if row is None:
         raise OrderNotFound(order_id)
     return row

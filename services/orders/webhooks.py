@@ -10,9 +10,9 @@ import logging
 
 import stripe
 
-from services.orders.billing import settle_charge
+from services.orders.billing import changes, settle_charge
 from services.orders.payments import ChargeOutcome
-from services.orders.repository import OrderNotFound
+from services.orders.repository import OrderNotFound, read_order
 from shared.observability import set_correlation_id
 from shared.uow import UnitOfWork
 
@@ -56,7 +56,10 @@ async def reconcile(uow: UnitOfWork, event: stripe.Event) -> bool:
         log.info("webhook %s carries no order id; ignored", event.id)
         return False
     try:
-        await settle_charge(uow, order_id, outcome)
+        # Most often the charge task recorded this outcome already: a plain read (one round
+        # trip) says so without taking the order's lock.
+        if changes(await read_order(uow, order_id), outcome):
+            await settle_charge(uow, order_id, outcome)
     except OrderNotFound:
         log.warning("webhook %s names unknown order %s; ignored", event.id, order_id)
         return False

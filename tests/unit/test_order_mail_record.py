@@ -21,17 +21,15 @@ class FlakySession:
 
 
 class FakeUnitOfWork:
+    """Records what `execute_alone` committed (a one-statement write commits by itself)."""
+
     def __init__(self, session: FlakySession):
         self.session, self.commits = session, 0
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return None
-
-    async def commit(self):
+    async def execute_alone(self, statement, parameters=None):
+        rows = await self.session.execute(statement)
         self.commits += 1
+        return rows or []
 
 
 MAIL = SendOrderMail(order_id="ord_1", kind="order_confirmation", to="ann@example.com", total=1234)
