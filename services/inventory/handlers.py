@@ -99,7 +99,9 @@ async def reserve_stock(uow: UnitOfWork, command: ReserveStock) -> None:
 async def _reserve_lines(uow: UnitOfWork, command: ReserveStock) -> ReservationResult:
     priced: list[PricedLine] = []
     currency: str | None = None
-    savepoint = await uow.session.begin_nested()
+    # A later line that cannot be reserved undoes the earlier ones. With one line there is
+    # nothing to undo, and no savepoint (two round trips) is taken.
+    savepoint = await uow.session.begin_nested() if len(command.items) > 1 else None
     for line in in_lock_order(command.items):
         row = (
             await uow.session.execute(
@@ -113,13 +115,15 @@ async def _reserve_lines(uow: UnitOfWork, command: ReserveStock) -> ReservationR
             )
         ).first()
         if row is None:
-            await savepoint.rollback()
+            if savepoint is not None:
+                await savepoint.rollback()
             reason = await _why_not_reservable(uow, line.sku)
             await _set_reservation(uow, command.order_id, ReservationStatus.REJECTED, reason=reason)
             return ReservationResult(order_id=command.order_id, outcome="rejected", reason=reason)
         priced.append(PricedLine(sku=line.sku, quantity=line.quantity, unit_price=row.price))
         currency = row.currency
-    await savepoint.commit()
+    if savepoint is not None:
+        await savepoint.commit()
     await _set_reservation(
         uow, command.order_id, ReservationStatus.RESERVED, lines=priced, currency=currency
     )
