@@ -66,7 +66,8 @@ class UnitOfWork:
         hands the tasks the statement wrote to `dispatch`.
         """
         async with self._db.autocommit() as connection:
-            return list((await connection.execute(statement, parameters)).mappings())
+            result = await connection.execute(statement, parameters)
+            return list(result.mappings()) if result.returns_rows else []
 
     def dispatch(self, committed: Sequence[OutgoingTask]) -> None:
         """Publish tasks whose outbox rows are committed (the relay covers a crash before)."""
