@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -143,7 +144,14 @@ class Outbox:
 
 
 class Relay(Periodic):
-    """Background loop re-publishing what the outbox still holds (one per API process)."""
+    """Background loop re-publishing what the outbox still holds (one per API process).
+
+    It leaves alone what its own process's dispatcher still holds: rows count as forgotten
+    only once they are `grace` older than the dispatcher's oldest task. Under overload the
+    dispatcher falls seconds behind, and a relay that re-published its backlog doubled the
+    publishing work exactly when the process had none to spare (measured: a third of the
+    intake bench's tasks went out twice).
+    """
 
     name = "outbox relay pass"
 
@@ -154,13 +162,17 @@ class Relay(Periodic):
         publisher: Publisher,
         interval: float,
         grace: float,
+        dispatcher: Dispatcher | None = None,
     ):
         super().__init__(interval)
         self._outbox, self._db, self._publisher = outbox, db, publisher
         self._grace = timedelta(seconds=grace)
+        self._dispatcher = dispatcher
 
     async def step(self) -> None:
-        while await self._outbox.relay_once(self._db, self._publisher, self._grace):
+        lag = self._dispatcher.lag() if self._dispatcher is not None else 0.0
+        grace = self._grace + timedelta(seconds=lag)
+        while await self._outbox.relay_once(self._db, self._publisher, grace):
             pass
 
 
@@ -177,6 +189,10 @@ class Dispatcher:
         self._outbox, self._db, self._publisher = outbox, db, publisher
         self._max_batch = max_batch
         self._pending: list[OutgoingTask] = []
+        # When each pending task was handed over (monotonic), and the oldest of the batch
+        # being published: what `lag` reads.
+        self._handed_over: list[float] = []
+        self._in_flight_since: float | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -188,6 +204,7 @@ class Dispatcher:
     def submit(self, tasks: Sequence[OutgoingTask]) -> None:
         if tasks:
             self._pending.extend(tasks)
+            self._handed_over.extend([time.monotonic()] * len(tasks))
             self._idle.clear()
             self._wake.set()
 
@@ -208,9 +225,23 @@ class Dispatcher:
             self._wake.clear()
             while self._pending:
                 batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                await self._send(batch)
+                self._in_flight_since = self._handed_over[0]
+                del self._pending[: self._max_batch], self._handed_over[: self._max_batch]
+                try:
+                    await self._send(batch)
+                finally:
+                    self._in_flight_since = None
             self._idle.set()
+
+    def lag(self) -> float:
+        """Seconds the oldest task handed over and not yet published has waited (0: idle)."""
+        if self._in_flight_since is not None:
+            oldest = self._in_flight_since
+        elif self._handed_over:
+            oldest = self._handed_over[0]
+        else:
+            return 0.0
+        return time.monotonic() - oldest
 
     async def _send(self, batch: list[OutgoingTask]) -> None:
         try:

@@ -51,6 +51,7 @@ class ServiceRuntime:
                 self.publisher,
                 interval=self.settings.outbox_relay_interval_seconds,
                 grace=self.settings.outbox_relay_grace_seconds,
+                dispatcher=self.dispatcher,
             )
             self._relay.start()
 

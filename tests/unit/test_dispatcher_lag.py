@@ -1,0 +1,77 @@
+"""The dispatcher reports how far behind it is, and the relay leaves that backlog alone: under
+overload it must not publish the same tasks a second time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from shared.messages import OutgoingTask
+from shared.outbox import Dispatcher, Relay
+
+
+class SlowPublisher:
+    is_ready = True
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.published: list[str] = []
+
+    async def publish_many(self, tasks):
+        await self.release.wait()
+        self.published.extend(task.id for task in tasks)
+
+
+class NoMarks:
+    """The outbox side: marks are not what this test looks at."""
+
+    async def mark_published(self, connection, task_ids) -> None:
+        return None
+
+    async def relay_once(self, db, publisher, grace: timedelta) -> int:
+        self.graces.append(grace)
+        return 0
+
+
+class AutocommitDb:
+    def autocommit(self):
+        class Connection:
+            async def __aenter__(self):
+                return None
+
+            async def __aexit__(self, *exc):
+                return None
+
+        return Connection()
+
+
+async def test_lag_grows_while_a_batch_waits_for_confirms_and_is_zero_when_idle():
+    publisher = SlowPublisher()
+    dispatcher = Dispatcher(NoMarks(), AutocommitDb(), publisher)
+    assert dispatcher.lag() == 0.0
+    dispatcher.start()
+    dispatcher.submit([OutgoingTask("orders.apply_reservation")])
+    await asyncio.sleep(0.2)
+    dispatcher.submit([OutgoingTask("orders.apply_reservation")])
+    assert dispatcher.lag() >= 0.2  # the first task is in flight since it was handed over
+    publisher.release.set()
+    await dispatcher.stop()
+    assert len(publisher.published) == 2
+    assert dispatcher.lag() == 0.0
+
+
+async def test_the_relay_waits_out_its_dispatcher_s_backlog():
+    publisher = SlowPublisher()
+    outbox = NoMarks()
+    outbox.graces = []
+    dispatcher = Dispatcher(outbox, AutocommitDb(), publisher)
+    dispatcher.start()
+    dispatcher.submit([OutgoingTask("orders.apply_reservation")])
+    await asyncio.sleep(0.3)
+    relay = Relay(outbox, None, publisher, interval=1.0, grace=2.0, dispatcher=dispatcher)
+    await relay.step()
+    assert outbox.graces[-1] >= timedelta(seconds=2.3)
+    publisher.release.set()
+    await dispatcher.stop()
+    await relay.step()
+    assert outbox.graces[-1] == timedelta(seconds=2)
