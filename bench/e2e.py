@@ -120,11 +120,17 @@ async def ladder(
             print(f"{rate:6.0f}/s offered: {result}", flush=True)
             if not result.sustained:
                 break
-        sustained = [w.rate for w in results if w.sustained]
+        sustained = sorted((w.rate for w in results if w.sustained), reverse=True)
         held = None
-        if hold and sustained:
-            held = await window(stack, shop, sku, max(sustained), hold)
+        # A 30-second window can pass at a rate five minutes cannot hold (a backlog that grows
+        # slowly): then the hold steps down one rung and tries once more.
+        for rate in sustained[:2] if hold else []:
+            if held is not None:
+                results.append(held)  # the failed hold stays in the table
+            held = await window(stack, shop, sku, rate, hold)
             print(f"held {held.rate:.0f}/s for {hold:.0f} s: {held}", flush=True)
+            if held.sustained:
+                break
         settings = stack.settings()
         await asyncio.sleep(5)  # confirmations of the last window
         verdict = render(await run_audit(settings, since, str(stack.maildir)))
