@@ -3,7 +3,9 @@
 The whole stack (three APIs, four pools, emulator, sink) runs on its own ports, vhost and
 databases. An open-loop storefront places orders at a fixed rate for a window; a rate is
 *sustained* when every order of the window is paid within a grace period and the p95 from
-accept to paid stays under 5 s. Rates rise until one is not sustained. The audit runs last.
+accept to paid stays under 1 s (an unloaded order takes about 0.3 s: one 200 ms charge and
+the hops around it; a p95 over 1 s means a backlog is building). Rates rise until one is
+not sustained. The audit runs last.
 
 `python -m bench.e2e [--seconds 60] [--rates 10,20,40,80] [--payments-concurrency 64]`
 (`make bench` uses 300-second windows for the top rate only with `--full`).
@@ -32,6 +34,9 @@ from tests.support.stack import ROOT, Stack, build_stack, db_fetch
 from workers.profiles import PROFILES
 
 GRACE = 30.0
+# 5 s let a 30-second window pass while a backlog grew (p50 2 s at 25/s on 2026-11-25), and
+# the five-minute hold at that rate then failed.
+SUSTAINED_P95_S = 1.0
 
 
 @dataclass
@@ -47,7 +52,7 @@ class Window:
 
     @property
     def sustained(self) -> bool:
-        return self.paid == self.placed and self.p95_s < 5.0
+        return self.paid == self.placed and self.p95_s < SUSTAINED_P95_S
 
 
 def stack_pids(stack: Stack) -> dict[str, int]:
@@ -229,8 +234,8 @@ machine's {os.cpu_count()} cores cap the whole pipeline at about
 
 Whole stack on one machine (3 APIs, 4 pools with one process each, emulator at a 200 ms
 median, SMTP sink, PostgreSQL, RabbitMQ and the load generator). Offered rates rise; a window is
-sustained when all its orders are paid within {GRACE:.0f} s and accept-to-paid p95 < 5 s.
-Then the highest sustained rate is held.
+sustained when all its orders are paid within {GRACE:.0f} s and accept-to-paid
+p95 < {SUSTAINED_P95_S:g} s. Then the highest sustained rate is held.
 
 | offered/s | window s | placed | paid | paid/s | to paid p50 s | p95 s | busy cores | sustained |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
