@@ -9,17 +9,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from shared.production import (
+    DEV_ADMIN_KEY,
+    DEV_STOREFRONT_KEY,
+    DEV_STRIPE_API_KEY,
+    DEV_WEBHOOK_SECRET,
+    unsafe_settings,
+)
+from shared.production import split_keys as _split_keys
+
 SERVICES = ("orders", "inventory", "notifications")
-DEV_STOREFRONT_KEY = "dev-storefront"
-DEV_ADMIN_KEY = "dev-admin"
-
-
-def _split_keys(raw: str) -> tuple[str, ...]:
-    return tuple(key.strip() for key in raw.split(",") if key.strip())
 
 
 class Settings(BaseSettings):
@@ -51,14 +54,20 @@ class Settings(BaseSettings):
     db_max_overflow: int = 0
 
     stripe_api_base: str = "http://127.0.0.1:12111"
-    stripe_api_key: str = "sk_test_doorbuster"
-    stripe_webhook_secret: str = "whsec_doorbuster_dev"  # noqa: S105 - the local emulator's
+    stripe_api_key: str = DEV_STRIPE_API_KEY
+    stripe_webhook_secret: str = DEV_WEBHOOK_SECRET
     stripe_timeout_seconds: float = 10.0
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     mail_from: str = "Doorbuster <orders@doorbuster.test>"
     smtp_timeout_seconds: float = 10.0
+    # A real relay: STARTTLS (verified against SMTP_CA_FILE, or the system's CAs) and AUTH,
+    # for order mail and campaigns alike. Production refuses a non-loopback relay without TLS.
+    smtp_starttls: bool = False
+    smtp_ca_file: str | None = None
+    smtp_username: str | None = None
+    smtp_password: str | None = None
 
     # Transactional mail is retried with exponential backoff while SMTP fails, then
     # dead-lettered and shown as `failed`. Celery takes whole seconds for both (factor >= 1).
@@ -141,12 +150,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
-        if self.doorbuster_env == "production" and not (
-            self.storefront_keys_configured and self.admin_keys_configured
-        ):
+        if self.doorbuster_env == "production" and (unsafe := unsafe_settings(self)):
             raise ValueError(
-                "DOORBUSTER_ENV=production needs STOREFRONT_API_KEYS and ADMIN_API_KEYS"
+                "DOORBUSTER_ENV=production refuses development or unset values: "
+                + ", ".join(unsafe)
             )
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_auth_in_pairs(self) -> Settings:
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD go together")
         return self
 
     @model_validator(mode="after")
@@ -198,3 +212,15 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def load_settings() -> Settings:
+    """The settings, or a clear one-line refusal to start (exit status 1, no traceback):
+    every service and pool starts through this."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
+        raise SystemExit(f"doorbuster: refusing to start: {reasons}") from None

@@ -16,7 +16,7 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.config import SERVICES, Settings, get_settings
+from shared.config import SERVICES, Settings, load_settings
 from shared.db import create_database_if_missing
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
@@ -67,7 +67,7 @@ def main() -> None:
     unknown = set(args.services) - set(SERVICES)
     if unknown:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
-    settings = get_settings()
+    settings = load_settings()
     for service in args.services or SERVICES:
         migrate(service, settings)
 

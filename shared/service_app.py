@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import ValidationError
 from sentry_sdk.integrations import Integration
 
 from shared.access_log import AccessLog
-from shared.config import Settings, get_settings
+from shared.config import Settings, load_settings
 from shared.guard import BodyLimit, RouteGuard
 from shared.http import Auth, install_observability, install_probes, install_problem_handlers
 from shared.metrics import OutboxLagMonitor
@@ -24,17 +23,6 @@ from shared.shedding import QueueDepths, watched_queues
 
 log = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
-
-
-def load_settings() -> Settings:
-    """The settings, or a clear one-line refusal to start (exit status 1)."""
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        reasons = "; ".join(
-            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
-        )
-        raise SystemExit(f"doorbuster: refusing to start: {reasons}") from None
 
 
 def create_service_app(

@@ -14,7 +14,7 @@ import importlib
 import os
 import socket
 
-from shared.config import get_settings
+from shared.config import get_settings, load_settings
 from shared.queues import POOL_QUEUE, Pool
 from workers.profiles import POOL_IMPLEMENTATIONS, PROFILES, metrics_port
 
@@ -61,6 +61,9 @@ def run_beat(schedule: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # Before the pool's module builds its Celery app: production with a development value
+    # exits with one line naming every offending variable, not a traceback from the import.
+    load_settings()
     if args.pool == "beat":
         run_beat(args.schedule)
         return

@@ -1,6 +1,6 @@
-"""How a service process starts: in production it refuses to run without configured keys
-(exit status 1, one clear line); in development it says, in its log, that it accepts the
-development keys."""
+"""How a service or pool process starts: in production it refuses to run with any development
+value (exit status 1, one clear line naming every offending variable); in development it
+says, in its log, that it accepts the development keys."""
 
 from __future__ import annotations
 
@@ -52,10 +52,39 @@ def test_production_without_keys_refuses_to_start(service, storefront, admin):
         uvicorn(service), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 1
-    assert (
-        "doorbuster: refusing to start: "
-        "DOORBUSTER_ENV=production needs STOREFRONT_API_KEYS and ADMIN_API_KEYS"
-    ) in run.stderr
+    [line] = [line for line in run.stderr.splitlines() if "refusing to start" in line]
+    assert line.startswith("doorbuster: refusing to start: DOORBUSTER_ENV=production refuses")
+    for variable in ("STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "STRIPE_API_BASE", "RABBITMQ_URL"):
+        assert f"{variable} (" in line
+    assert ("STOREFRONT_API_KEYS (unset)" in line) == (not storefront)
+    assert ("ADMIN_API_KEYS (unset)" in line) == (not admin)
+    assert "Traceback" not in run.stderr
+
+
+PRODUCTION_READY = {
+    "DOORBUSTER_ENV": "production",
+    "STRIPE_WEBHOOK_SECRET": "whsec_live_1",
+    "STRIPE_API_KEY": "sk_live_1",
+    "STRIPE_API_BASE": "https://api.stripe.com",
+    "RABBITMQ_URL": "amqp://orders:pw@127.0.0.1:9/",
+    "STOREFRONT_API_KEYS": "sf-1",
+    "ADMIN_API_KEYS": "ad-1",
+    "SMTP_HOST": "127.0.0.1",
+}
+
+
+@pytest.mark.parametrize("process", ["orders-api", "payments-pool", "bulk-pool"])
+def test_production_with_the_dev_webhook_secret_refuses_to_start(process):
+    """Everything else is production-ready: the one development value stops the process."""
+    env = environment(**{**PRODUCTION_READY, "STRIPE_WEBHOOK_SECRET": "whsec_doorbuster_dev"})
+    name, kind = process.split("-")
+    argv = uvicorn(name) if kind == "api" else [sys.executable, "-m", "workers", name]
+    run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "doorbuster: refusing to start: DOORBUSTER_ENV=production refuses development or "
+        "unset values: STRIPE_WEBHOOK_SECRET (development value or unset)"
+    )
     assert "Traceback" not in run.stderr
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from shared.config import Settings
+from shared.production import unsafe_settings
 from shared.queues import POOL_QUEUE, Pool
 from workers.profiles import PROFILES
 
@@ -200,3 +203,24 @@ def test_api_services_target_the_probed_port():
         container = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"][0]
         port_names = {port["name"] for port in container["ports"]}
         assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
+
+
+def documented_secrets() -> dict[str, str]:
+    lines = (DEPLOY / "k8s" / "secrets.example.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_cluster_settings_pass_the_production_refusal():
+    """What a pod sees (ConfigMap + the documented Secret) starts in production: no
+    development value is left in the manifests, and the ConfigMap does set production."""
+    config = of_kind("ConfigMap")["doorbuster-config"]["data"]
+    assert config["DOORBUSTER_ENV"] == "production"
+    environment = {**config, **documented_secrets()}
+    settings = Settings(**{name.lower(): value for name, value in environment.items()})
+    assert unsafe_settings(settings) == []
+
+
+def test_the_refusal_still_applies_to_a_cluster_left_with_development_values():
+    config = of_kind("ConfigMap")["doorbuster-config"]["data"]
+    with pytest.raises(ValidationError, match="STRIPE_WEBHOOK_SECRET"):
+        Settings(**{name.lower(): value for name, value in config.items()})
