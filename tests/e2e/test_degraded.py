@@ -41,7 +41,9 @@ def orders_api(stack: Stack, db_proxy: CuttableProxy) -> Iterator[ApiProcess]:
     fresh_vhost(SHED_VHOST)
     env = {
         **stack.env,
-        "DOORBUSTER_ENV": "production",
+        # Configured keys (not the dev ones); not production, which refuses the local
+        # broker's guest user and the Stripe emulator this stack runs on.
+        "DOORBUSTER_ENV": "test",
         "STOREFRONT_API_KEYS": STOREFRONT_KEY,
         "ADMIN_API_KEYS": ADMIN_KEY,
         "ORDERS_DATABASE_URL": (

@@ -17,6 +17,7 @@ from shared.queues import QueueName
 from shared.service_app import create_service_app
 from shared.shedding import QueueDepths, shed_if_backlogged
 from shared.validation import StrictModel
+from tests.support.production import production_settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -96,9 +97,7 @@ def test_the_key_is_checked_before_the_body_is_read(client):
 
 
 def test_production_keys_replace_the_dev_keys():
-    settings = Settings(
-        doorbuster_env="production", storefront_api_keys="sf-1,sf-2", admin_api_keys="ad-1"
-    )
+    settings = production_settings(storefront_api_keys="sf-1,sf-2", admin_api_keys="ad-1")
     client = TestClient(make_app(settings))
     assert_problem(client.get("/v1/things/1", headers=STOREFRONT), 401, "unauthorized")
     assert client.get("/v1/things/1", headers={"Authorization": "Bearer sf-2"}).status_code == 200

@@ -6,19 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.config import Settings
-
-SAFE = {
-    "doorbuster_env": "production",
-    "stripe_webhook_secret": "whsec_live_1",
-    "stripe_api_key": "sk_live_1",
-    "stripe_api_base": "https://api.stripe.com",
-    "rabbitmq_url": "amqps://orders-api:pw@rabbit.internal:5671/doorbuster",
-    "storefront_api_keys": "sf-1",
-    "admin_api_keys": "ad-1",
-    "smtp_host": "smtp-relay.mail.svc",
-    "smtp_port": 587,
-    "smtp_starttls": True,
-}
+from tests.support.production import PRODUCTION_READY as SAFE
 
 UNSAFE = [
     ("STRIPE_WEBHOOK_SECRET", {"stripe_webhook_secret": "whsec_doorbuster_dev"}),

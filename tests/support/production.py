@@ -1,0 +1,24 @@
+"""Settings production accepts: every value the development defaults would be refused for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.config import Settings
+
+PRODUCTION_READY: dict[str, Any] = {
+    "doorbuster_env": "production",
+    "stripe_webhook_secret": "whsec_live_1",
+    "stripe_api_key": "sk_live_1",
+    "stripe_api_base": "https://api.stripe.com",
+    "rabbitmq_url": "amqps://orders-api:pw@rabbit.internal:5671/doorbuster",
+    "storefront_api_keys": "sf-1",
+    "admin_api_keys": "ad-1",
+    "smtp_host": "smtp-relay.mail.svc",
+    "smtp_port": 587,
+    "smtp_starttls": True,
+}
+
+
+def production_settings(**overrides: Any) -> Settings:
+    return Settings(**{**PRODUCTION_READY, **overrides})
