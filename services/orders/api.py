@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy.engine import RowMapping
 
 from services.orders import handlers, webhooks
+from services.orders.payments import TransientPaymentError
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.http import Problem, StorefrontKey
@@ -34,7 +35,11 @@ IdempotencyKey = Annotated[
 
 def to_order(row: RowMapping) -> Order:
     payment = (
-        Payment(status=row["payment_status"], intent_id=row["payment_intent_id"])
+        Payment(
+            status=row["payment_status"],
+            intent_id=row["payment_intent_id"],
+            refund_reason=row["refund_reason"],
+        )
         if row["payment_status"]
         else None
     )
@@ -166,7 +171,9 @@ webhook_router = APIRouter(tags=["stripe"])
 @webhook_router.post("/v1/stripe/webhook", responses={400: {"description": "Bad signature"}})
 async def stripe_webhook(request: Request) -> dict[str, bool]:
     """Stripe events, signed with `STRIPE_WEBHOOK_SECRET` (no bearer key).
-    `payment_intent.succeeded` and `payment_intent.payment_failed` reconcile their order."""
+    `payment_intent.succeeded` and `payment_intent.payment_failed` reconcile their order
+    once the provider's own copy of the PaymentIntent confirms them; others are answered 200
+    and change nothing."""
     runtime = runtime_of(request)
     try:
         event = webhooks.verify(
@@ -176,4 +183,11 @@ async def stripe_webhook(request: Request) -> dict[str, bool]:
         )
     except webhooks.InvalidWebhook as exc:
         raise Problem(400, "invalid-webhook", f"Webhook refused: {exc}") from exc
-    return {"received": True, "applied": await webhooks.reconcile(runtime.uow(), event)}
+    try:
+        applied = await webhooks.reconcile(runtime.uow(), runtime.payments, event)
+    except TransientPaymentError as exc:
+        # The claim cannot be checked now: the provider delivers the event again later.
+        raise Problem(
+            503, "provider-unavailable", "The payment provider cannot confirm this event now."
+        ) from exc
+    return {"received": True, "applied": applied}

@@ -39,11 +39,15 @@ async def charge_order(uow: UnitOfWork, gateway: StripeGateway, command: OrderRe
     await settle_charge(uow, command.order_id, outcome)
 
 
+# Payment states in which the order already holds (or gave back) the money of its intent.
+MONEY_RECORDED = frozenset({"succeeded", "refund_pending", "refunded"})
+
+
 def changes(order: RowMapping, outcome: ChargeOutcome) -> bool:
     """Whether `outcome` still changes `order`: it was not recorded, or money came in for an
     order that is no longer waiting for it (and must be paid back)."""
     return order["status"] == OrderStatus.RESERVED or (
-        outcome.succeeded and order["payment_intent_id"] is None
+        outcome.succeeded and order["payment_status"] not in MONEY_RECORDED
     )
 
 
@@ -57,15 +61,23 @@ async def settle_charge(uow: UnitOfWork, order_id: str, outcome: ChargeOutcome) 
         if order["status"] == OrderStatus.RESERVED:
             await _record_outcome(uow, order, outcome)
         else:
-            # Cancelled or expired while the provider was charging: pay the money back.
-            log.warning(
-                "order %s became %s during its charge; refunding", order_id, order["status"]
-            )
-            await set_payment(
-                uow, order, payment_status="succeeded", payment_intent_id=outcome.intent_id
-            )
-            uow.emit(TaskName.REFUND, order_id=order_id)
+            await _refund_late_payment(uow, order, outcome)
         await uow.commit()
+
+
+async def _refund_late_payment(uow: UnitOfWork, order: RowMapping, outcome: ChargeOutcome) -> None:
+    """The provider took money for an order already cancelled, expired or recorded as
+    failed (a success that arrived late or out of order): pay it back, and say why."""
+    why = f"paid_after_{order['status']}"
+    log.warning("order %s: %s; refunding intent %s", order["id"], why, outcome.intent_id)
+    await set_payment(
+        uow,
+        order,
+        payment_status="succeeded",
+        payment_intent_id=outcome.intent_id,
+        refund_reason=why,
+    )
+    uow.emit(TaskName.REFUND, order_id=order["id"])
 
 
 async def _record_outcome(uow: UnitOfWork, order, outcome: ChargeOutcome) -> None:
@@ -105,7 +117,12 @@ async def refund_order(uow: UnitOfWork, gateway: StripeGateway, command: OrderRe
             return
         if order["status"] == OrderStatus.PAID:
             await set_status(
-                uow, order, OrderStatus.REFUNDED, reason="requested", payment_status="refunded"
+                uow,
+                order,
+                OrderStatus.REFUNDED,
+                reason="requested",
+                payment_status="refunded",
+                refund_reason="requested",
             )
             uow.emit(TaskName.RETURN, order_id=order["id"])
             emit_mail(uow, order, "order_cancelled", reason="refunded")

@@ -33,6 +33,9 @@ orders = Table(
     Column("currency", String(3)),
     Column("payment_status", String(20)),
     Column("payment_intent_id", String(100)),
+    # Why the money went back: `requested` (a cancelled paid order) or `paid_after_<status>`
+    # (the provider took it after the order was cancelled or recorded as failed).
+    Column("refund_reason", String(40)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_orders_customer_created", "customer_id", "created_at", "id"),

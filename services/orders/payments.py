@@ -26,6 +26,24 @@ class ChargeOutcome:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class ProviderIntent:
+    """A PaymentIntent as the provider holds it: what a webhook's claim is checked against."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    order_id: str | None
+    correlation_id: str | None
+    error_code: str | None
+
+    def outcome(self) -> ChargeOutcome:
+        if self.status == "succeeded":
+            return ChargeOutcome(True, self.id)
+        return ChargeOutcome(False, self.id, self.error_code or "card_declined")
+
+
 def charge_idempotency_key(order_id: str) -> str:
     return f"doorbuster-charge-{order_id}"
 
@@ -74,6 +92,28 @@ class StripeGateway:
         if intent.status == "succeeded":
             return ChargeOutcome(True, intent.id)
         return ChargeOutcome(False, intent.id, f"intent_{intent.status}")
+
+    async def retrieve(self, intent_id: str) -> ProviderIntent | None:
+        """The provider's own copy of an intent; None when it has no such intent."""
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(intent_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+            raise TransientPaymentError(str(exc)) from exc
+        metadata = intent.metadata.to_dict() if intent.metadata else {}
+        error = intent.last_payment_error
+        return ProviderIntent(
+            id=intent.id,
+            status=intent.status,
+            amount=intent.amount,
+            currency=intent.currency,
+            order_id=metadata.get("order_id"),
+            correlation_id=metadata.get("correlation_id"),
+            error_code=error.code if error else None,
+        )
 
     async def refund(self, order_id: str, intent_id: str) -> str:
         try:

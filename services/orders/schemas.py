@@ -54,6 +54,11 @@ class Item(BaseModel):
 class Payment(BaseModel):
     status: str
     intent_id: str | None
+    refund_reason: str | None = Field(
+        default=None,
+        description="Why the money went back: `requested`, or `paid_after_cancelled` / "
+        "`paid_after_payment_failed` when the provider took it after the order had ended.",
+    )
 
 
 class Order(BaseModel):

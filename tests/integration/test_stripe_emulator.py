@@ -32,6 +32,7 @@ DEFAULT_CONFIG = {
     "timeout_rate": 0,
     "hang_seconds": 20,
     "webhook_url": None,
+    "faults_only_on_writes": False,
 }
 VISA = {"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
 
@@ -349,3 +350,40 @@ def test_signed_webhooks_reach_a_receiver(
         "payment_intent.payment_failed",
         "payment_intent.succeeded",
     ]
+
+
+def test_recorded_events_can_be_sent_again_and_out_of_order(
+    client: stripe.StripeClient, control: httpx.Client, webhook_receiver: WebhookReceiver
+) -> None:
+    configure(control, webhook_url=webhook_receiver.url)
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.payment_intents.create(
+            params={**VISA, "payment_method": "pm_card_chargeDeclined"}
+        )
+    intent_id = declined.value.error.payment_intent.id
+    client.v1.payment_intents.confirm(intent_id, {"payment_method": "pm_card_visa"})
+    failed, succeeded = reversed(client.v1.events.list().data)
+    first = [webhook_receiver.deliveries.get(timeout=5) for _ in range(2)]
+    resent = control.post(f"/_emulator/events/{failed.id}/resend", json={"times": 2})
+    assert resent.status_code == 200 and resent.json() == {"resent": 2, "event": failed.id}
+    again = [webhook_receiver.deliveries.get(timeout=5) for _ in range(2)]
+    events = [stripe.Webhook.construct_event(b.decode(), s, WEBHOOK_SECRET) for b, s in again]
+    # The same event, twice, after the success that followed it; its snapshot unchanged.
+    assert [e.id for e in events] == [failed.id, failed.id]
+    assert {e.data.object.status for e in events} == {"requires_payment_method"}
+    assert {stripe.Webhook.construct_event(b.decode(), s, WEBHOOK_SECRET).id for b, s in first} == {
+        failed.id,
+        succeeded.id,
+    }
+    assert control.post("/_emulator/events/evt_missing/resend").status_code == 404
+    assert (
+        control.post(f"/_emulator/events/{failed.id}/resend", json={"times": 0}).status_code == 400
+    )
+
+
+def test_faults_may_spare_reads(client: stripe.StripeClient, control: httpx.Client) -> None:
+    intent = client.v1.payment_intents.create(params=VISA)
+    configure(control, failure_rate=1.0, faults_only_on_writes=True)
+    assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"
+    with pytest.raises(stripe.APIError):
+        client.v1.payment_intents.create(params=VISA)

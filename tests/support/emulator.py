@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +28,9 @@ def faults(stack: Stack, **settings: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        configure(stack, failure_rate=0.0, timeout_rate=0.0, latency_ms=0.0)
+        configure(
+            stack, failure_rate=0.0, timeout_rate=0.0, latency_ms=0.0, faults_only_on_writes=False
+        )
 
 
 def client(stack: Stack) -> stripe.StripeClient:
@@ -54,3 +59,31 @@ def refunds_of(stack: Stack, intent_id: str) -> list[stripe.Refund]:
         .v1.refunds.list({"payment_intent": intent_id, "limit": 100})
         .auto_paging_iter()
     )
+
+
+DEV_WEBHOOK_SECRET = "whsec_doorbuster_dev"
+
+
+def signed(payload: bytes, secret: str = DEV_WEBHOOK_SECRET) -> dict[str, str]:
+    """Headers of a webhook signed as Stripe signs (`t=<time>,v1=<HMAC-SHA256>`): what anyone
+    who knows the secret can send, which is why the orders service asks the provider."""
+    timestamp = int(time.time())
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return {
+        "Content-Type": "application/json",
+        "Stripe-Signature": f"t={timestamp},v1={digest.hexdigest()}",
+    }
+
+
+def resend(stack: Stack, event_id: str, times: int = 1) -> None:
+    """The emulator delivers a recorded event again (duplicates, out of order)."""
+    response = httpx.post(
+        f"{stack.stripe_url}/_emulator/events/{event_id}/resend", json={"times": times}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+
+
+def events_of(stack: Stack, intent_id: str) -> list[stripe.Event]:
+    """The provider's events about one intent, oldest first."""
+    events = client(stack).v1.events.list({"limit": 100}).auto_paging_iter()
+    return [event for event in reversed(list(events)) if event.data.object.id == intent_id]

@@ -164,3 +164,21 @@ async def reset(request: Request) -> dict[str, bool]:
     """Forget every object, event and idempotency key (settings are kept)."""
     _emulator(request).store.reset()
     return {"reset": True}
+
+
+@control.post("/events/{event_id}/resend")
+async def resend_event(request: Request, event_id: str) -> Response:
+    """Deliver a recorded event again, `times` times (default 1), as it was first sent: what
+    Stripe does after a lost 2xx, and, resending an older event after a newer one, events
+    that arrive out of order. Body (optional): `{"times": n}`, 1..10."""
+    emulator = _emulator(request)
+    event = emulator.store.events.get(event_id)
+    if event is None:
+        return JSONResponse(invalid(f"No such event: '{event_id}'").body(), status_code=404)
+    body = await request.json() if await request.body() else {}
+    times = body.get("times", 1) if isinstance(body, dict) else None
+    if not isinstance(times, int) or not 1 <= times <= 10:
+        return JSONResponse(invalid("times must be an integer 1..10").body(), status_code=400)
+    for _ in range(times):
+        emulator.webhooks.send(event)
+    return JSONResponse({"resent": times, "event": event_id})

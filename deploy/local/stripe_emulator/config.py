@@ -26,7 +26,14 @@ ENV_NAMES = {
     "webhook_url": "STRIPE_EMULATOR_WEBHOOK_URL",
     "webhook_secret": "STRIPE_WEBHOOK_SECRET",
 }
-RUNTIME_FIELDS = ("latency_ms", "failure_rate", "timeout_rate", "hang_seconds", "webhook_url")
+RUNTIME_FIELDS = (
+    "latency_ms",
+    "failure_rate",
+    "timeout_rate",
+    "hang_seconds",
+    "webhook_url",
+    "faults_only_on_writes",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +46,8 @@ class EmulatorConfig:
     hang_seconds: float = 20.0
     webhook_url: str | None = None
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    # Injected failures and timeouts only on POSTs (creates, confirms, refunds), not on GETs.
+    faults_only_on_writes: bool = False
 
     def __post_init__(self) -> None:
         """Refuse nonsense early, so a typo in a fault test fails loudly, not silently."""
@@ -87,4 +96,6 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = float(out[name])
     if "webhook_url" in out:
         out["webhook_url"] = out["webhook_url"] or None
+    if isinstance(out.get("faults_only_on_writes"), str):
+        out["faults_only_on_writes"] = out["faults_only_on_writes"].lower() in ("1", "true")
     return out

@@ -80,10 +80,12 @@ async def _run(
     emulator: Emulator, request: Request, operation: Operation, request_id: str
 ) -> Outcome:
     config = emulator.config
-    if random.random() < config.failure_rate:
+    # Reads may be spared: a charge keeps failing while a webhook's retrieve still answers.
+    faulty = request.method == "POST" or not config.faults_only_on_writes
+    if faulty and random.random() < config.failure_rate:
         await asyncio.sleep(config.draw_latency())
         raise api_error(500, "Injected failure: an error occurred in front of the API.")
-    timeout = random.random() < config.timeout_rate
+    timeout = faulty and random.random() < config.timeout_rate
     if timeout and random.random() < 0.5:
         await _hang(config)
     params = await _params(request)
