@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 os.environ.setdefault("DOORBUSTER_TEST_SLOT", "9")
@@ -44,16 +46,14 @@ async def run_ours(stack: Stack, args: argparse.Namespace) -> tuple[Ladder, str]
     return result, verdict
 
 
-async def run_plain(stack: Stack, plain: PlainArm, args: argparse.Namespace) -> Ladder:
-    stand_ins = {name: stack.running[name].pid for name in STAND_IN_PROCESSES}
-    arm = PlainCelery(plain, stand_ins)
+async def run_plain(arm: PlainCelery, args: argparse.Namespace) -> Ladder:
     try:
         return await ladder(arm, args.rate_list, args.seconds, args.hold)
     finally:
         await arm.close()
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--hold", type=float, default=300)
@@ -62,29 +62,45 @@ def main() -> None:
     parser.add_argument("--payments-concurrency", type=int, default=64)
     parser.add_argument("--plain-concurrency", type=int, default=16)
     parser.add_argument("--arms", default="ours,plain")
-    args = parser.parse_args()
-    args.rate_list = [float(rate) for rate in args.rates.split(",")]
-    arms = set(args.arms.split(","))
+    return parser
+
+
+@contextlib.contextmanager
+def both_arms(args: argparse.Namespace) -> Iterator[tuple[Stack, PlainArm]]:
+    """Doorbuster's stack started (emulator at 200 ms); the plain arm planned beside it. Call
+    `switch(stack, plain)` to stop Doorbuster's APIs and pools and start the plain arm."""
     os.chdir(ROOT)
     stack = build_stack()
     stack.processes["orders-api"].env.pop("RABBITMQ_URL", None)
     stack.processes["payments-pool"].argv.extend(["--concurrency", str(args.payments_concurrency)])
     plain = PlainArm(stack.logs, concurrency=args.plain_concurrency)
-    ours = verdict = plain_result = None
     try:
         stack.start_all()
         configure(stack, latency_ms=200)
-        if "ours" in arms:
-            ours, verdict = asyncio.run(run_ours(stack, args))
-        pools = pool_settings(stack)
-        for name in [name for name in stack.running if name not in STAND_IN_PROCESSES]:
-            stack.stop(name)
-        if "plain" in arms:
-            plain.start(stack.stripe_url, stack.site.ports.smtp)
-            plain_result = asyncio.run(run_plain(stack, plain, args))
+        yield stack, plain
     finally:
         plain.stop()
         stack.stop_all()
+
+
+def switch(stack: Stack, plain: PlainArm) -> PlainCelery:
+    for name in [name for name in stack.running if name not in STAND_IN_PROCESSES]:
+        stack.stop(name)
+    plain.start(stack.stripe_url, stack.site.ports.smtp)
+    return PlainCelery(plain, {name: stack.running[name].pid for name in STAND_IN_PROCESSES})
+
+
+def main() -> None:
+    args = arguments().parse_args()
+    args.rate_list = [float(rate) for rate in args.rates.split(",")]
+    arms = set(args.arms.split(","))
+    ours = verdict = plain_result = None
+    with both_arms(args) as (stack, plain):
+        if "ours" in arms:
+            ours, verdict = asyncio.run(run_ours(stack, args))
+        pools = pool_settings(stack)
+        if "plain" in arms:
+            plain_result = asyncio.run(run_plain(switch(stack, plain), args))
     write(ours, plain_result, verdict, pools, args)
 
 

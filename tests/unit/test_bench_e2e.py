@@ -42,3 +42,21 @@ def test_summary_puts_the_arms_side_by_side_with_their_ratios() -> None:
 def test_a_failed_hold_counts_as_no_held_rate() -> None:
     held = window(20, 6000, {}, p95=3.0)
     assert Ladder("x", [window(20, 200, {})], held).held_rate == 0.0
+
+
+def test_py_spy_samples_fold_by_library_and_innermost_function(tmp_path) -> None:
+    from bench.e2e.pyspy import NATIVE, Profile
+
+    raw = tmp_path / "orders-pool.txt"
+    raw.write_text(
+        'process 1:"python -m workers orders";run (threading.py:982);'
+        "shell (shared/tasks.py:81);execute (sqlalchemy/engine/base.py:1400) 6\n"
+        'process 1:"python -m workers orders";run (threading.py:982);'
+        "handle (services/orders/handlers.py:40) 3\n"
+        'process 1:"python -m workers orders" 1\n'
+    )
+    profile = Profile.read(raw)
+    assert profile.samples == 10
+    assert profile.by_library == {"sqlalchemy": 6, "services.orders": 3, NATIVE: 1}
+    assert profile.by_function["execute (base.py)"] == 6
+    assert profile.top(profile.by_library, 1) == "sqlalchemy 60%"
