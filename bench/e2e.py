@@ -27,10 +27,10 @@ os.environ.setdefault("DOORBUSTER_TEST_SLOT", "9")
 from bench.cpu import Usage, snapshot
 from bench.openloop import at_rate
 from bench.report import stamp, write_section
+from devtools.harness.emulator import configure
+from devtools.harness.shop import FINAL, Shop, unique_sku
+from devtools.harness.stack import ROOT, Stack, build_stack, db_fetch
 from ops.audit import render, run_audit
-from tests.support.emulator import configure
-from tests.support.shop import FINAL, Shop, unique_sku
-from tests.support.stack import ROOT, Stack, build_stack, db_fetch
 from workers.profiles import PROFILES
 
 GRACE = 30.0
@@ -219,7 +219,7 @@ def write(
     )
     profile = (
         f"""Where the CPU went in the {"hold" if held else "last sustained"} window
-({profiled.paid} paid orders; bench/cpu.py reads /proc per process):
+({profiled.paid} paid orders; bench/cpu.py reads psutil per process):
 
 {profiled.cpu.table(profiled.paid, "paid order")}
 
