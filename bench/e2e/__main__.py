@@ -27,9 +27,9 @@ from bench.e2e.arms import Ours, PlainCelery
 from bench.e2e.report import pool_settings, write
 from bench.e2e.windows import Ladder, ladder
 from bench.plain_celery.arm import PlainArm
+from devtools.harness.emulator import configure
+from devtools.harness.stack import ROOT, Stack, build_stack
 from ops.audit import render, run_audit
-from tests.support.emulator import configure
-from tests.support.stack import ROOT, Stack, build_stack
 
 STAND_IN_PROCESSES = ("stripe", "smtp")
 

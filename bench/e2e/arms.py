@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 
 from bench.plain_celery.arm import PlainArm
-from tests.support.shop import Shop
-from tests.support.stack import Stack, db_fetch
+from devtools.harness.shop import Shop
+from devtools.harness.stack import Stack, db_fetch
 
 # Stand-ins for what runs elsewhere in production: reported beside the system, not in it.
 STAND_INS = ("stripe", "smtp", "load generator")

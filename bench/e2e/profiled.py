@@ -18,8 +18,8 @@ from bench.e2e.__main__ import arguments, both_arms, switch
 from bench.e2e.arms import Arm, Ours
 from bench.e2e.windows import Window, window
 from bench.report import stamp, write_section
-from tests.support.shop import unique_sku
-from tests.support.stack import ROOT
+from devtools.harness.shop import unique_sku
+from devtools.harness.stack import ROOT
 
 TITLE = "End to end: where the CPU goes (py-spy)"
 NOT_PYTHON = ("stripe", "smtp")  # stand-ins are Python too, but not what is profiled here

@@ -7,7 +7,7 @@ import os
 
 from bench.e2e.windows import GRACE, SUSTAINED_P95_S, Ladder, Window
 from bench.report import stamp, write_section
-from tests.support.stack import Stack
+from devtools.harness.stack import Stack
 from workers.profiles import PROFILES
 
 TITLE = "End to end: paid orders per second"

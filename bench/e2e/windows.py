@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bench.cpu import Usage, snapshot
 from bench.e2e.arms import STAND_INS, Arm
 from bench.openloop import at_rate
-from tests.support.shop import FINAL, unique_sku
+from devtools.harness.shop import FINAL, unique_sku
 
 GRACE = 30.0
 # 5 s let a 30-second window pass while a backlog grew (p50 2 s at 25/s on 2026-11-25), and
