@@ -9,8 +9,7 @@ COPY shared ./shared
 COPY services ./services
 COPY workers ./workers
 COPY ops ./ops
-COPY deploy/__init__.py ./deploy/__init__.py
-COPY deploy/local ./deploy/local
+COPY devtools ./devtools
 RUN pip install -c constraints.txt . \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin doorbuster
 USER 10001:10001

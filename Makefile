@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 ## install what is missing, migrate, start everything in the foreground (Ctrl-C stops it all)
 up: $(STAMP)
-	$(BIN)/python -m deploy.local.up
+	$(BIN)/python -m devtools.up
 
 ## install what is missing and run the whole suite against real RabbitMQ and PostgreSQL
 test: $(STAMP) rabbitmq-management

@@ -1,4 +1,4 @@
-"""Where the machine's CPU went during a benchmark window, per component, from /proc.
+"""Where the machine's CPU went during a benchmark window, per component (psutil).
 
 On a 2-core machine everything (APIs, pools, PostgreSQL, RabbitMQ, the SMTP sink, the load
 generator) shares the same cores, so "CPU milliseconds per unit of work, by component" is the
@@ -13,37 +13,37 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
-PROC = Path("/proc")
+import psutil
+
 SERVERS = {"postgres": "postgresql", "beam.smp": "rabbitmq"}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (its own threads; children counted separately)."""
+class _Times(Protocol):  # psutil's pcputimes
+    user: float
+    system: float
+
+
+def _seconds(times: _Times | None) -> float:
+    """User + system CPU of one process (its own threads; children are processes of their own)."""
+    return times.user + times.system if times is not None else 0.0
+
+
+def _tree(root: int) -> dict[int, float]:
+    """CPU seconds so far of a process and all its descendants, per pid."""
     try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _command_name(pid: int) -> str:
-    try:
-        return (PROC / str(pid) / "comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in (PROC / str(pid) / "task").glob("*"):
+        top = psutil.Process(root)
+        members = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return {root: 0.0}
+    seconds = {}
+    for member in members:
         try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
+            seconds[member.pid] = _seconds(member.cpu_times())
+        except psutil.Error:  # exited while we walked the tree
             continue
-    return found
+    return seconds
 
 
 Snapshot = dict[str, dict[int, float]]  # component -> pid -> CPU seconds so far
@@ -54,18 +54,11 @@ def snapshot(processes: Mapping[str, int]) -> Snapshot:
     and of this process, per pid: a process that exits between two snapshots then drops out of
     the difference instead of taking its whole past with it (a PostgreSQL backend that closes
     mid-window would otherwise cancel out everything the others did)."""
-    seconds: Snapshot = {}
-    for name, root in processes.items():
-        tree, pids = [root], {}
-        while tree:
-            pid = tree.pop()
-            pids[pid] = _cpu_seconds(pid)
-            tree += _children(pid)
-        seconds[name] = pids
-    for entry in PROC.iterdir():
-        if entry.name.isdigit() and (component := SERVERS.get(_command_name(int(entry.name)))):
-            seconds.setdefault(component, {})[int(entry.name)] = _cpu_seconds(int(entry.name))
-    seconds["load generator"] = {os.getpid(): _cpu_seconds(os.getpid())}
+    seconds: Snapshot = {name: _tree(root) for name, root in processes.items()}
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        if component := SERVERS.get(process.info["name"] or ""):
+            seconds.setdefault(component, {})[process.pid] = _seconds(process.info["cpu_times"])
+    seconds["load generator"] = {os.getpid(): _seconds(psutil.Process().cpu_times())}
     return seconds
 
 

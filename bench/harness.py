@@ -80,7 +80,7 @@ class BenchStack:
         self.env = bench_env(bulk_rate)
         py = sys.executable
         subprocess.run([py, "-m", "shared.migrate", "notifications"], cwd=ROOT, env=self.env)
-        sink = ["-m", "deploy.local.smtp_sink", "--port", str(SMTP_PORT)]
+        sink = ["-m", "devtools.smtp_sink", "--port", str(SMTP_PORT)]
         self.start("smtp", [py, *sink, "--maildir", str(self.maildir)])
         app = "services.notifications.main:create_app"
         uvicorn = ["-m", "uvicorn", app, "--factory", "--no-access-log"]

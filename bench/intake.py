@@ -29,7 +29,7 @@ import httpx
 
 from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
-from tests.support.stack import PORTS, ROOT, SITE, Stack, build_stack, rabbitmqctl
+from devtools.harness.stack import PORTS, ROOT, SITE, Stack, build_stack, rabbitmqctl
 
 BASELINE_PORT = PORTS.orders + 100
 LEVELS = (1, 2, 4, 8, 16, 32, 64)
@@ -115,7 +115,7 @@ def start_arms(stack: Stack) -> None:
     stack.processes["orders-api"].env.pop("RABBITMQ_URL", None)  # no test proxy here
     stack.start("orders-api")
     stack.processes.pop("baseline", None)
-    from deploy.local.stack import Process
+    from devtools.plan import Process
 
     stack.processes["baseline"] = Process(
         "baseline",
@@ -209,8 +209,8 @@ Last repeat's curve:
 | --- | ---: | ---: | ---: | ---: | ---: |
 {curve_rows}
 
-Where the CPU went at each arm's best point under the limit (bench/cpu.py, from /proc; wrk is
-the load generator's only work, the API is one process so it can use one core at most):
+Where the CPU went at each arm's best point under the limit (bench/cpu.py, psutil per process;
+wrk is the load generator's only work, the API is one process so it can use one core at most):
 
 {profiles}
 """

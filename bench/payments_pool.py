@@ -27,11 +27,11 @@ import orjson
 
 from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
+from devtools.harness.emulator import configure
+from devtools.harness.stack import DB_PREFIX, PG_SERVER, ROOT, Stack, build_stack, db_fetch
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import Pool, TaskName
-from tests.support.emulator import configure
-from tests.support.stack import DB_PREFIX, PG_SERVER, ROOT, Stack, build_stack, db_fetch
 from workers.profiles import PROFILES
 
 MODELS = "threads:16,threads:64,threads:128,prefork:2,prefork:8"

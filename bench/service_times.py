@@ -2,7 +2,7 @@
 
     DOORBUSTER_TEST_SLOT=2 .venv/bin/python -m bench.service_times [--orders 300]
 
-Starts the test stack (tests/support/stack.py: its own ports, vhost and databases) with the
+Starts the test stack (devtools/harness/stack.py: its own ports, vhost and databases) with the
 Stripe emulator at a 200 ms median latency, places a burst of orders so a backlog forms on
 every queue, waits for all of them to be paid and mailed, and reads each pool's /metrics: mean
 run time per task (`doorbuster_task_run_seconds`), CPU seconds per task
@@ -19,10 +19,10 @@ import time
 
 import httpx
 
+from devtools.harness.metrics import scrape
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import build_stack
 from shared.queues import Pool
-from tests.support.ops import scrape
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import build_stack
 from workers.profiles import PROFILES
 
 POOLS = {

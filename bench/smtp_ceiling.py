@@ -2,7 +2,7 @@
 
     python -m bench.smtp_ceiling [--mails 3000] [--connections 1 2 4] [--pipelining]
 
-Starts the sink (`deploy.local.smtp_sink`, its own process, as the bench and `make up` run it)
+Starts the sink (`devtools.smtp_sink`, its own process, as the bench and `make up` run it)
 and blasts the bulk bench's pre-rendered message at it with aiosmtplib (MAIL, RCPT, DATA per
 mail, one reply awaited per command: what `BulkSession` did before pipelining) or, with
 `--pipelining`, with the system's own `BulkSession`. No database, no broker, no Celery: the
@@ -72,7 +72,7 @@ def measure(mails: int, connections: int, pipelining: bool, where: str) -> dict[
     root = tempfile.mkdtemp(prefix="ceiling-", dir=where)
     maildir = os.path.join(root, "mail")
     sink_args = ["--port", str(PORT), "--maildir", maildir, "--log-level", "warning"]
-    sink = subprocess.Popen([sys.executable, "-m", "deploy.local.smtp_sink", *sink_args])
+    sink = subprocess.Popen([sys.executable, "-m", "devtools.smtp_sink", *sink_args])
     try:
         time.sleep(1.5)
         sink_cpu, own_cpu = cpu_seconds(sink.pid), cpu_seconds(os.getpid())

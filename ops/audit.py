@@ -24,6 +24,7 @@ import orjson
 import stripe
 from sqlalchemy.engine import make_url
 
+from ops.maildir import count_by_header
 from shared.config import Settings, get_settings
 from shared.queues import QueueName, dead_letter_queue
 
@@ -243,8 +244,6 @@ def _campaign_violations(
 def _sink_counts(maildir: str | None) -> Counter[str] | None:
     if not maildir or not os.path.isdir(maildir):
         return None
-    from deploy.local.smtp_sink import count_by_header
-
     return count_by_header(maildir, "X-Doorbuster-Key")
 
 

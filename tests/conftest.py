@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from devtools.harness.shop import Shop
+from devtools.harness.stack import BROKER_PROXY_PORT, Stack, build_stack
 from tests.support.campaigns import Campaigns, empty_audience
-from tests.support.shop import Shop
-from tests.support.stack import BROKER_PROXY_PORT, Stack, build_stack
 from tests.support.tcp_proxy import CuttableProxy
 
 

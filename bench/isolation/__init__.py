@@ -6,8 +6,8 @@ for our deployment and for a single-queue Celery deployment of the same tasks.
 (`make bench`; about 8 minutes. `--mails 20000 --seconds 20` for a quick look.)
 
 Two deployments, one after the other, each a whole stack on its own ports, vhost and databases
-(`tests.support.stack`, slot 8 unless DOORBUSTER_TEST_SLOT says otherwise):
-- ours: the stack exactly as `make up` plans it (deploy/local/stack.py): four queues with
+(`devtools.harness.stack`, slot 8 unless DOORBUSTER_TEST_SLOT says otherwise):
+- ours: the stack exactly as `make up` plans it (devtools/plan.py): four queues with
   message priorities, one pool per queue (payments 16 threads, orders 8, notifications 4,
   bulk 2);
 - single-queue: the same APIs and the same task code, every task routed to Celery's default

@@ -15,7 +15,7 @@ from bench.isolation.load import cells_of
 from bench.isolation.report import report
 from bench.isolation.stacks import clean_up, ours, single_queue, start
 from bench.report import stamp, write_section
-from tests.support.stack import ROOT
+from devtools.harness.stack import ROOT
 
 
 def run(args: argparse.Namespace) -> list[Cell]:

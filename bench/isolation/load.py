@@ -15,10 +15,10 @@ import httpx
 from bench.isolation.cells import BULK_RATE, SINGLE, Cell, shown
 from bench.isolation.single_queue import QUEUE
 from bench.openloop import at_rate
+from devtools.harness.emulator import configure
+from devtools.harness.shop import ADMIN, FINAL, Shop, unique_sku
+from devtools.harness.stack import DB_PREFIX, Stack, db_fetch
 from shared.queues import QueueName
-from tests.support.emulator import configure
-from tests.support.shop import ADMIN, FINAL, Shop, unique_sku
-from tests.support.stack import DB_PREFIX, Stack, db_fetch
 
 WARM_UP_ORDERS = 10
 

@@ -1,4 +1,4 @@
-"""The two deployments of the same task code, each a whole stack from `tests.support.stack`."""
+"""The two deployments of the same task code, each a whole stack from `devtools.harness.stack`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from bench.isolation.cells import SINGLE
 from bench.isolation.single_queue import CONCURRENCY, declare
-from tests.support.stack import ROOT, Stack, build_stack, drop_test_databases, rabbitmqctl
+from devtools.harness.stack import ROOT, Stack, build_stack, drop_test_databases, rabbitmqctl
 
 # What the test stack shortens for its own sake (fast relay and retries, an unthrottled bulk
 # pool); the bench runs with the defaults instead. The relay's grace matters here: at 1 s, a

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.shop import ADMIN, STOREFRONT, Shop, unique_sku
-from tests.support.stack import PORTS, Stack, db_fetch
+from devtools.harness.shop import ADMIN, STOREFRONT, Shop, unique_sku
+from devtools.harness.stack import PORTS, Stack, db_fetch
 
 SERVICES = ("orders", "inventory", "notifications")
 METHODS = ("get", "put", "post", "patch", "delete")

@@ -11,13 +11,13 @@ import aio_pika
 import orjson
 import pytest
 
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack, db_fetch
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import QueueName, TaskName, dead_letter_queue
 from tests.support.broker import wait_drained
 from tests.support.campaigns import Campaigns, addresses, campaign_mail, smtp_down
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack, db_fetch
 
 pytestmark = pytest.mark.usefixtures("no_subscribers")
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from devtools.harness.shop import ADMIN, STOREFRONT
+from devtools.harness.stack import Stack
 from tests.support.campaigns import Campaigns, addresses, campaign_mail
-from tests.support.shop import ADMIN, STOREFRONT
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("no_subscribers")
 

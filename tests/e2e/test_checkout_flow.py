@@ -7,10 +7,10 @@ import asyncio
 import time
 import uuid
 
-from deploy.local.smtp_sink import count_by_header
-from tests.support.emulator import intents_of
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack
+from devtools.harness.emulator import intents_of
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack
+from ops.maildir import count_by_header
 
 
 async def test_an_order_is_paid_charged_once_and_confirmed_by_mail(stack: Stack, shop: Shop):

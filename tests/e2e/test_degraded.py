@@ -14,9 +14,9 @@ import aio_pika
 import httpx
 import pytest
 
+from devtools.harness.stack import DB_PREFIX, SLOT, VHOST, Stack, rabbitmqctl
 from shared.queues import TASK_EXCHANGE, QueueName
 from tests.support.isolated import ApiProcess, fresh_vhost, isolated_port
-from tests.support.stack import DB_PREFIX, SLOT, VHOST, Stack, rabbitmqctl
 from tests.support.tcp_proxy import CuttableProxy
 
 DB_PROXY_PORT = 35432 + SLOT * 100

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack
 from ops.audit import run_audit
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack
 from tests.support.traffic import all_final
 
 CHECKOUTS = int(os.environ.get("FLASH_SALE_CHECKOUTS", "2000"))

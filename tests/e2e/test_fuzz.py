@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import Stack
+from devtools.harness.stack import Stack
 
 MAX_EXAMPLES = 50
 SEED = os.environ.get("SCHEMATHESIS_SEED", "1")

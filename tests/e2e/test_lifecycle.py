@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import stripe
 
+from devtools.harness import emulator
+from devtools.harness.shop import Shop, unique_sku, wait_status
+from devtools.harness.stack import Stack
 from services.orders.payments import charge_idempotency_key
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import TaskName
-from tests.support import emulator
-from tests.support.shop import Shop, unique_sku, wait_status
-from tests.support.stack import Stack
 
 
 @contextlib.contextmanager

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.ops import sample, scrape
-from tests.support.shop import STOREFRONT, Shop, unique_sku
-from tests.support.stack import Stack
+from devtools.harness.metrics import sample, scrape
+from devtools.harness.shop import STOREFRONT, Shop, unique_sku
+from devtools.harness.stack import Stack
 
 # Which process logs which task of a paid order.
 EXPECTED_TASKS = {

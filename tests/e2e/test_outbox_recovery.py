@@ -9,9 +9,9 @@ import time
 
 import httpx
 
-from tests.support.emulator import intents_of
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack, db_fetch
+from devtools.harness.emulator import intents_of
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack, db_fetch
 from tests.support.tcp_proxy import CuttableProxy
 
 ORDERS = 5

@@ -15,6 +15,8 @@ from pathlib import Path
 import aio_pika
 import orjson
 
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack, db_fetch
 from shared.messages import OutgoingTask
 from shared.queues import QueueName
 from tests.support.poison import (
@@ -26,8 +28,6 @@ from tests.support.poison import (
     task_for,
     x_death,
 )
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack, db_fetch
 
 
 async def poison(stack: Stack, make_body, content_type: str, order_id: str, sku: str):

@@ -3,14 +3,14 @@ no second charge, no second mail, no stock moved twice, no status moved back."""
 
 from __future__ import annotations
 
-from deploy.local.smtp_sink import count_by_header
+from devtools.harness.emulator import intents_of
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack, db_fetch
+from ops.maildir import count_by_header
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import TaskName
 from tests.support.broker import wait_drained
-from tests.support.emulator import intents_of
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack, db_fetch
 
 REPEATS = 3
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from devtools.harness.shop import ADMIN, STOREFRONT
+from devtools.harness.stack import db_fetch
 from tests.support.campaigns import Campaigns, addresses
-from tests.support.shop import ADMIN, STOREFRONT
-from tests.support.stack import db_fetch
 
 
 async def test_an_import_is_normalised_and_idempotent(campaigns: Campaigns):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.stack import ROOT, Stack
+from devtools.harness.stack import ROOT, Stack
 
 PLOTS = ("throughput", "latency", "accept_to_paid", "queues", "errors", "machine")
 

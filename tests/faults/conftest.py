@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import pytest
 
-from deploy.local.stack import Ports
+from devtools.harness.shop import Shop
+from devtools.harness.stack import ROOT, SITE, SLOT, Stack, build_stack
+from devtools.plan import Ports
 from tests.faults.report import ROWS, render
 from tests.support.private_pg import PrivateCluster
-from tests.support.shop import Shop
-from tests.support.stack import ROOT, SITE, SLOT, Stack, build_stack
 
 FULL = os.environ.get("DOORBUSTER_FAULTS") == "full"
 # The session stack's ports + 50 (slots are 100 apart).

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from devtools.harness import emulator
+from devtools.harness.shop import Shop, unique_sku
+from devtools.harness.stack import Stack, rabbitmqctl
 from ops.audit import Verdict, run_audit
 from shared.config import get_settings
 from shared.queues import Pool
 from tests.faults.report import ROWS, Row
-from tests.support import emulator
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
 from tests.support.private_pg import PrivateCluster
-from tests.support.shop import Shop, unique_sku
-from tests.support.stack import Stack, rabbitmqctl
 from tests.support.traffic import Traffic, all_final
 
 FULL = os.environ.get("DOORBUSTER_FAULTS") == "full"

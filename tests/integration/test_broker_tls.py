@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.harness.stack import SLOT, VHOST, rabbitmqctl
 from shared.config import Settings
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
@@ -13,7 +14,6 @@ from shared.queues import TaskName
 from shared.tls import broker_ssl_context
 from tests.support.certs import Certs, make_certs
 from tests.support.isolated import fresh_vhost
-from tests.support.stack import SLOT, VHOST, rabbitmqctl
 from tests.support.tls_proxy import TlsProxy
 from workers.app import make_celery
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
 from tests.support.ops import eventually
-from tests.support.stack import ROOT, SLOT, rabbitmqctl
 
 PORT = 15555 + SLOT * 100
 VHOST = f"doorbuster-flower{SLOT or ''}"

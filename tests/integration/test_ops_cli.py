@@ -16,19 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.harness.metrics import sample, scrape
+from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import TaskName
-from tests.support.ops import (
-    doorbuster,
-    doorbuster_json,
-    eventually,
-    sample,
-    scrape,
-    wait_for_management,
-)
+from tests.support.ops import doorbuster, doorbuster_json, eventually, wait_for_management
 from tests.support.sentry_stub import SentryStub
-from tests.support.stack import ROOT, SLOT, rabbitmqctl
 
 VHOST = f"doorbuster-ops{SLOT or ''}"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"

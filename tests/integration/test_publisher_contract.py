@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import QueueName, TaskName
-from tests.support.stack import ROOT, SLOT, rabbitmqctl
 
 VHOST = f"doorbuster-probe{SLOT or ''}"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from devtools.harness.stack import DB_PREFIX, PG_SERVER
 from services.notifications.db import rate_buckets
 from services.notifications.ratelimit import PostgresTokenBucket
 from shared.db import Database, create_database_if_missing
-from tests.support.stack import DB_PREFIX, PG_SERVER
 
 URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}_ratelimit"
 RATE, CHUNK, SECONDS, TAKERS = 200.0, 10, 3.0, 3

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.smtp_sink import count_by_header, read_messages
+from ops.maildir import count_by_header, read_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,9 +27,9 @@ def free_port() -> int:
 
 
 def start_sink(port: int, maildir: Path, timeout: float = 10.0) -> subprocess.Popen[bytes]:
-    """Start `python -m deploy.local.smtp_sink` and wait until it accepts connections."""
+    """Start `python -m devtools.smtp_sink` and wait until it accepts connections."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.local.smtp_sink", "--port", str(port)],
+        [sys.executable, "-m", "devtools.smtp_sink", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, "SMTP_SINK_MAILDIR": str(maildir)},
     )

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support.stack import ROOT
+from devtools.harness.stack import ROOT
 
 SERVICES = ("orders", "inventory", "notifications")
 

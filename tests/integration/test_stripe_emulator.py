@@ -44,11 +44,11 @@ def free_port() -> int:
 
 
 def start_emulator(port: int, timeout: float = 15.0) -> subprocess.Popen[bytes]:
-    """Start `python -m deploy.local.stripe_emulator` and wait until it answers healthz."""
+    """Start `python -m devtools.stripe_emulator` and wait until it answers healthz."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_EMULATOR_")}
     env.pop("STRIPE_WEBHOOK_SECRET", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.local.stripe_emulator", "--port", str(port)],
+        [sys.executable, "-m", "devtools.stripe_emulator", "--port", str(port)],
         cwd=ROOT,
         env=env,
     )

@@ -9,11 +9,11 @@ import asyncpg
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
 
+from devtools.harness.stack import DB_PREFIX, PG_SERVER
 from shared.db import Database, create_database_if_missing
 from shared.outbox import Dispatcher, Outbox, outbox_table
 from shared.publisher import Publisher
 from shared.uow import UnitOfWork
-from tests.support.stack import DB_PREFIX, PG_SERVER
 
 URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}_uow"
 metadata = MetaData()

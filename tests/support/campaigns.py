@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.shop import ADMIN, STOREFRONT
-from tests.support.stack import Stack, db_fetch
+from devtools.harness.shop import ADMIN, STOREFRONT
+from devtools.harness.stack import Stack, db_fetch
 
 IMPORT_LIMIT = 10_000
 KEY_HEADER = b"\nX-Doorbuster-Key: "

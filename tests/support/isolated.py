@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.stack import ROOT, SLOT, rabbitmqctl
+from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
 
 
 def isolated_port(index: int) -> int:

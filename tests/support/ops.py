@@ -1,5 +1,5 @@
-"""Helpers for the ops tests: run the `doorbuster` CLI as an operator would, read the management
-API and a worker's /metrics."""
+"""Helpers for the ops tests: run the `doorbuster` CLI as an operator would and read the
+management API (a worker's /metrics: devtools/harness/metrics.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.stack import ROOT
+from devtools.harness.stack import ROOT
 
 MANAGEMENT = "http://127.0.0.1:15672"
 T = TypeVar("T")
@@ -68,25 +67,3 @@ def eventually(probe: Callable[[], T], accept: Callable[[T], bool], timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"still {value!r} after {timeout}s")
         time.sleep(0.5)
-
-
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Prometheus text -> {(sample name, labels): value}."""
-    response = httpx.get(url, timeout=5)
-    response.raise_for_status()
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def sample(samples: dict, name: str, **labels: str) -> float | None:
-    """The value of `name` whose labels include `labels` (summed if several match)."""
-    wanted = set(labels.items())
-    values = [
-        value
-        for (sample_name, got), value in samples.items()
-        if sample_name == name and wanted <= got
-    ]
-    return sum(values) if values else None

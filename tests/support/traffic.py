@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.support.shop import FINAL, STOREFRONT, Shop
+from devtools.harness.shop import FINAL, STOREFRONT, Shop
 
 RETRYABLE = {500, 502, 503, 504, 409}
 

@@ -3,7 +3,7 @@ and the threads pool that remote control can grow and shrink."""
 
 import pytest
 
-from deploy.local.stack import Ports, parse_pools, plan
+from devtools.plan import Ports, parse_pools, plan
 from shared.config import Settings
 from shared.queues import POOL_QUEUE, Pool, TaskName
 from workers.__main__ import parse_args, worker_argv

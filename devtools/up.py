@@ -3,7 +3,8 @@ foreground under honcho, print where to look. Ctrl-C stops every process.
 
 Environment: RABBITMQ_URL, DATABASE_URL (or ORDERS_/INVENTORY_/NOTIFICATIONS_DATABASE_URL),
 STRIPE_API_BASE (set: no emulator is started), SMTP_HOST/SMTP_PORT (SMTP_HOST set: no sink is
-started), POOLS (processes per pool, e.g. "payments=2 bulk=1").
+started), POOLS (processes per pool, e.g. "payments=2 bulk=1"), UP_PORT_OFFSET (added to every
+port, so a second stack can run beside the first on one machine).
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import fields
 from urllib.parse import urlsplit
 
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from deploy.local.stack import Ports, parse_pools, plan
+from devtools.plan import Ports, parse_pools, plan
 from shared.config import get_settings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def answers(url: str, default_port: int) -> bool:
@@ -61,12 +63,30 @@ def ensure_dependencies() -> None:
     )
 
 
+def ports_from_env() -> Ports:
+    offset = int(os.environ.get("UP_PORT_OFFSET", "0"))
+    defaults = Ports()
+    return Ports(**{port.name: getattr(defaults, port.name) + offset for port in fields(Ports)})
+
+
+def local_endpoints(ports: Ports, with_emulator: bool, with_sink: bool) -> dict[str, str]:
+    """Point the services at the emulator and sink this plan starts, on whatever ports it
+    starts them (the settings' defaults only match without an offset)."""
+    endpoints = {}
+    if with_emulator:
+        endpoints["STRIPE_API_BASE"] = f"http://127.0.0.1:{ports.stripe}"
+    if with_sink:
+        endpoints |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(ports.smtp)}
+    return endpoints
+
+
 def main() -> None:
     ensure_dependencies()
     subprocess.run([sys.executable, "-m", "shared.migrate"], check=True, cwd=ROOT)
-    ports = Ports()
+    ports = ports_from_env()
     with_emulator = "STRIPE_API_BASE" not in os.environ
     with_sink = "SMTP_HOST" not in os.environ
+    env = {**os.environ, **local_endpoints(ports, with_emulator, with_sink)}
     maildir = os.path.join(ROOT, "var", "mail")
     os.makedirs(os.path.dirname(maildir), exist_ok=True)
     try:
@@ -77,7 +97,7 @@ def main() -> None:
     manager = Manager(Printer(sys.stdout))
     for process in processes:
         manager.add_process(
-            process.name, shlex.join(process.argv), env={**os.environ, **process.env}, cwd=ROOT
+            process.name, shlex.join(process.argv), env={**env, **process.env}, cwd=ROOT
         )
     print(banner(ports, with_emulator, with_sink, maildir), flush=True)
     for process in processes:

@@ -2,7 +2,7 @@
 
 Real Stripe cannot be reached from these machines and `localstripe` was measured
 unfit (no idempotency, declines that succeed, slowing down as it fills), see
-CONTRACT.md "Stripe emulator". Start it with `python -m deploy.local.stripe_emulator`.
+CONTRACT.md "Stripe emulator". Start it with `python -m devtools.stripe_emulator`.
 """
 
 from .app import create_app

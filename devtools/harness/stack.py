@@ -1,6 +1,6 @@
 """The whole stack, started for the test session on its own ports, databases and vhost.
 
-It runs the same process plan as `make up` (deploy/local/stack.py), so the end-to-end tests
+It runs the same process plan as `make up` (devtools/plan.py), so the end-to-end tests
 exercise what a developer starts. Each process logs to var/test-logs/<name>.log.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from deploy.local.stack import Ports, Process, plan
+from devtools.plan import Ports, Process, plan
 from shared.config import Settings
 from shared.queues import Pool
 

@@ -1,4 +1,4 @@
-"""`python -m deploy.local.stripe_emulator`: one uvicorn process serving the emulator.
+"""`python -m devtools.stripe_emulator`: one uvicorn process serving the emulator.
 
 One process because all state lives in its memory: two workers would be two Stripes.
 Command-line options override the `STRIPE_EMULATOR_*` environment variables.
@@ -16,7 +16,7 @@ from .config import EmulatorConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m deploy.local.stripe_emulator")
+    parser = argparse.ArgumentParser(prog="python -m devtools.stripe_emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--latency-ms", type=float, help="median added latency")

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.stack import Stack
+from devtools.harness.stack import Stack
 
 STOREFRONT = {"Authorization": "Bearer dev-storefront"}
 ADMIN = {"Authorization": "Bearer dev-admin"}

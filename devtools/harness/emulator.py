@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import stripe
 
-from tests.support.stack import Stack
+from devtools.harness.stack import Stack
 
 
 def configure(stack: Stack, **settings: Any) -> dict[str, Any]:

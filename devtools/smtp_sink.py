@@ -1,6 +1,6 @@
 """Local SMTP sink: accepts every mail and keeps it in a Maildir that tests can read.
 
-`python -m deploy.local.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail`
+`python -m devtools.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail`
 (`SMTP_SINK_MAILDIR` sets the default Maildir). Any sender and recipient, no auth,
 no TLS: it stands in for a mail relay on a developer machine, nothing more.
 
@@ -10,8 +10,8 @@ Each message is written once, before the 250 reply, so a mail the sender saw
 accepted is on disk. It offers PIPELINING (RFC 2920) as every production relay does, and
 like them sends its replies when it has read all the commands a client sent at once
 (`PipeliningSMTP`): one reply per socket write cost the sink more CPU than the mail itself
-(docs/campaigns.md, "Throughput"). The read helpers below are pure functions, safe to import
-from tests without starting anything.
+(docs/campaigns.md, "Throughput"). Reading the Maildir back (tests, the audit) is
+ops/maildir.py: the audit reads whatever Maildir a relay keeps and must not depend on dev tools.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ import os
 import signal
 import socket
 import time
-from collections import Counter
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 log = logging.getLogger("doorbuster.smtp_sink")
 
@@ -97,40 +93,6 @@ def with_envelope(mail_from: str, rcpt_tos: list[str], content: bytes) -> bytes:
     return envelope.encode("utf-8") + content.replace(b"\r\n", b"\n")
 
 
-def read_messages(maildir: str | os.PathLike[str]) -> list[EmailMessage]:
-    """All messages in the Maildir, oldest first, parsed with `email.policy.default`."""
-    return [_parse(path, headers_only=False) for path in _message_paths(maildir)]
-
-
-def count_by_header(maildir: str | os.PathLike[str], header: str) -> Counter[str]:
-    """How many messages carry each value of `header` (a count > 1 means a duplicate mail).
-
-    Only headers are parsed, so counting a big Maildir stays cheap.
-    """
-    counts: Counter[str] = Counter()
-    for path in _message_paths(maildir):
-        for value in _parse(path, headers_only=True).get_all(header) or ():
-            counts[str(value)] += 1
-    return counts
-
-
-def _message_paths(maildir: str | os.PathLike[str]) -> list[Path]:
-    """Files in new/ and cur/, by delivery time; a missing Maildir holds no mail."""
-    entries: list[os.DirEntry[str]] = []
-    for sub in ("new", "cur"):
-        folder = Path(maildir, sub)
-        if folder.is_dir():
-            entries.extend(e for e in os.scandir(folder) if not e.name.startswith("."))
-    entries.sort(key=lambda e: (e.stat().st_mtime_ns, e.name))
-    return [Path(e.path) for e in entries]
-
-
-def _parse(path: Path, *, headers_only: bool) -> EmailMessage:
-    with path.open("rb") as file:
-        message = BytesParser(policy=default_policy).parse(file, headersonly=headers_only)
-    return cast(EmailMessage, message)
-
-
 def pipelining_smtp() -> type[Any]:
     """aiosmtpd's SMTP session, replying the way RFC 2920 asks of a pipelining server.
 
@@ -140,7 +102,7 @@ def pipelining_smtp() -> type[Any]:
     when it is about to wait for input. A client that waits for each reply (smtplib,
     aiosmtplib) sees no difference: its input buffer is empty after every command.
     """
-    from aiosmtpd.smtp import SMTP  # imported here: the read helpers must not need it
+    from aiosmtpd.smtp import SMTP  # imported here: `with_envelope` is importable without it
 
     class PipeliningSMTP(SMTP):  # type: ignore[misc]
         _held: bytearray | None = None
@@ -182,7 +144,7 @@ async def serve(host: str, port: int, maildir: str | os.PathLike[str]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m deploy.local.smtp_sink")
+    parser = argparse.ArgumentParser(prog="python -m devtools.smtp_sink")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument(

@@ -74,7 +74,7 @@ def plan(
                 [
                     python,
                     "-m",
-                    "deploy.local.stripe_emulator",
+                    "devtools.stripe_emulator",
                     "--host",
                     host,
                     "--port",
@@ -92,7 +92,7 @@ def plan(
                 [
                     python,
                     "-m",
-                    "deploy.local.smtp_sink",
+                    "devtools.smtp_sink",
                     "--host",
                     host,
                     "--port",
