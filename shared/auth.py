@@ -101,6 +101,21 @@ StorefrontKey = Annotated[str, Depends(require_storefront)]
 AdminKey = Annotated[str, Depends(require_admin)]
 
 
+def scope_to_filter(request: Request, api_key: str, name: str, value: object) -> None:
+    """A storefront key belongs to one storefront backend acting for its signed-in customer:
+    its lists must name whose records they are (`name`); only an admin key lists them all.
+    400 problem+json otherwise, with the missing query parameter as the offending field."""
+    if value is not None or request.app.state.auth.role_of(api_key) is Role.ADMIN:
+        return
+    raise Problem(
+        400,
+        f"{name.replace('_', '-')}-required",
+        f"A storefront key must filter this list with `?{name}=`; "
+        "the unfiltered list needs an admin key.",
+        errors=[{"field": f"query.{name}", "message": "required with a storefront key"}],
+    )
+
+
 def dependency_calls(dependant: Dependant) -> Iterator[object]:
     """Every callable a route depends on, however deeply nested."""
     for dependency in dependant.dependencies:

@@ -16,7 +16,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import AdminKey, Auth, Role, StorefrontKey, require_admin, require_storefront
+from shared.auth import (
+    AdminKey,
+    Auth,
+    Role,
+    StorefrontKey,
+    require_admin,
+    require_storefront,
+    scope_to_filter,
+)
 from shared.observability import set_correlation_id
 from shared.problems import (
     PROBLEM_BASE,
@@ -42,6 +50,7 @@ __all__ = [
     "problem_response",
     "require_admin",
     "require_storefront",
+    "scope_to_filter",
 ]
 
 REQUESTS = Counter(

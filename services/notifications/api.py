@@ -8,22 +8,28 @@ from fastapi import APIRouter, Query, Request
 
 from services.notifications import handlers
 from services.notifications.schemas import Notification, NotificationList
-from shared.http import StorefrontKey
+from shared.http import StorefrontKey, scope_to_filter
 from shared.pagination import decode_cursor, encode_cursor
 from shared.service_app import runtime_of
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
 
-@router.get("", response_model=NotificationList)
+@router.get(
+    "",
+    response_model=NotificationList,
+    responses={400: {"description": "A storefront key without `order_id`, or a bad cursor"}},
+)
 async def list_notifications(
     request: Request,
-    _: StorefrontKey,
+    api_key: StorefrontKey,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> NotificationList:
-    """Transactional mails (sent or failed), optionally of one order."""
+    """Transactional mails (sent or failed) of one order. A storefront key must give
+    `order_id` (400 without it); the unfiltered list needs an admin key."""
+    scope_to_filter(request, api_key, "order_id", order_id)
     position = decode_cursor(cursor, 1)
     rows = await handlers.list_notifications(
         runtime_of(request).uow(), order_id, position[0] if position else None, limit + 1

@@ -12,7 +12,7 @@ from services.orders import handlers, webhooks
 from services.orders.payments import TransientPaymentError
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
-from shared.http import Problem, StorefrontKey
+from shared.http import Problem, StorefrontKey, scope_to_filter
 from shared.observability import tag_order
 from shared.openapi import DOCUMENT_AS_REQUIRED
 from shared.pagination import decode_cursor, encode_cursor
@@ -119,15 +119,21 @@ async def get_order(
         raise _not_found(order_id) from exc
 
 
-@router.get("", response_model=OrderList)
+@router.get(
+    "",
+    response_model=OrderList,
+    responses={400: {"description": "A storefront key without `customer_id`, or a bad cursor"}},
+)
 async def list_orders(
     request: Request,
-    _: StorefrontKey,
+    api_key: StorefrontKey,
     customer_id: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> OrderList:
-    """Orders, newest first, optionally of one customer."""
+    """Orders, newest first, of one customer. A storefront key must give `customer_id`
+    (400 without it); the unfiltered list needs an admin key."""
+    scope_to_filter(request, api_key, "customer_id", customer_id)
     position = decode_cursor(cursor, 2, (datetime.fromisoformat, str))
     after = (position[0], position[1]) if position else None
     rows = await handlers.list_orders(runtime_of(request).uow(), customer_id, after, limit + 1)

@@ -239,3 +239,25 @@ def test_the_docs_page_and_the_openapi_documents_answer(stack: Stack):
         assert httpx.get(f"{stack.url(service)}/docs").status_code == 200
         document = httpx.get(f"{stack.url(service)}/openapi.json").json()
         assert "ProblemDetails" in document["components"]["schemas"]
+
+
+async def test_storefront_lists_are_scoped_to_a_customer_or_an_order(shop: Shop):
+    sku = unique_sku("SCOPE")
+    await shop.put_product(sku, stock=5)
+    order_id = (await shop.place_order([(sku, 1)])).json()["id"]
+    for client, path, name in (
+        (shop.orders, "/v1/orders", "customer_id"),
+        (shop.notifications, "/v1/notifications", "order_id"),
+    ):
+        refused = assert_problem(await client.get(path, headers=STOREFRONT), 400)
+        assert refused["type"].endswith(f"/{name.replace('_', '-')}-required")
+        assert (await client.get(path, headers=ADMIN)).status_code == 200
+    mine = await shop.orders.get(
+        "/v1/orders", params={"customer_id": "cus_test"}, headers=STOREFRONT
+    )
+    assert order_id in {order["id"] for order in mine.json()["items"]}
+    assert {order["customer"]["id"] for order in mine.json()["items"]} == {"cus_test"}
+    mails = await shop.notifications.get(
+        "/v1/notifications", params={"order_id": order_id}, headers=STOREFRONT
+    )
+    assert mails.status_code == 200
