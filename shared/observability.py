@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import sentry_sdk
 import structlog
 
-from shared.redact import redact
+from shared.redact import redact, scrub_sentry_event
 
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 if TYPE_CHECKING:
@@ -126,6 +126,9 @@ def init_sentry(settings: Settings, component: str, integrations: Sequence[Integ
         integrations=list(integrations),
         traces_sample_rate=settings.sentry_traces_sample_rate,
         send_default_pii=False,  # customer emails stay out of error reports
+        before_send=scrub_sentry_event,  # ... and out of bodies, task kwargs and messages
+        # A frame's locals are reprs of rows and messages, where a name cannot be told apart.
+        include_local_variables=False,
     )
     sentry_sdk.set_tag("component", component)
     return True
