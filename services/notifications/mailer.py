@@ -14,6 +14,8 @@ from types import TracebackType
 
 import aiosmtplib
 
+from services.notifications.smtp_security import SmtpSecurity
+
 
 class MailDeliveryError(Exception):
     """The SMTP server refused or could not be reached: retry later."""
@@ -32,8 +34,16 @@ MailResult = RecipientRefused | MailDeliveryError | None
 
 
 class Mailer:
-    def __init__(self, host: str, port: int, sender: str, timeout: float = 10.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        timeout: float = 10.0,
+        security: SmtpSecurity | None = None,
+    ):
         self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+        self.security = security or SmtpSecurity()
 
     def compose(self, to: str, subject: str, body: str, key: str) -> EmailMessage:
         """A message whose Message-ID is derived from `key`: receivers can spot a repeat."""
@@ -49,14 +59,20 @@ class Mailer:
     async def send(self, message: EmailMessage) -> None:
         try:
             await aiosmtplib.send(
-                message, hostname=self.host, port=self.port, timeout=self.timeout, start_tls=False
+                message,
+                hostname=self.host,
+                port=self.port,
+                timeout=self.timeout,
+                **self.security.aiosmtplib_options(),
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise MailDeliveryError(str(exc)) from exc
 
     def session(self) -> BulkSession:
         """One SMTP connection for many mails (a campaign batch)."""
-        return BulkSession(self.host, self.port, parseaddr(self.sender)[1], self.timeout)
+        return BulkSession(
+            self.host, self.port, parseaddr(self.sender)[1], self.timeout, self.security
+        )
 
 
 class BulkSession:
@@ -74,8 +90,16 @@ class BulkSession:
     `OutcomeUnknown`, because the server may have stored the mail before its reply was lost.
     """
 
-    def __init__(self, host: str, port: int, envelope_from: str, timeout: float):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        envelope_from: str,
+        timeout: float,
+        security: SmtpSecurity | None = None,
+    ):
         self._host, self._port, self._timeout = host, port, timeout
+        self._security = security or SmtpSecurity()
         self._mail_from = f"MAIL FROM:<{envelope_from}>\r\n".encode("ascii")
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -87,17 +111,37 @@ class BulkSession:
             async with asyncio.timeout(self._timeout):
                 self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
             await self._expect(220)
-            self._writer.write(f"EHLO {_LOCAL_NAME}\r\n".encode("ascii"))
-            code, text = await self._reply()
-            if code != 250:
-                self._writer.write(f"HELO {_LOCAL_NAME}\r\n".encode("ascii"))
-                await self._expect(250)
+            code, text = await self._hello()
+            if self._security.starttls:
+                code, text = await self._start_tls()
+            if (auth := self._security.auth_plain_command()) is not None:
+                self._writer.write(auth)
+                await self._expect(235)
             self.pipelining = code == 250 and "PIPELINING" in text.upper().split("\n")
         except _BROKEN as exc:
             self._close()
             raise MailDeliveryError(f"cannot connect: {exc}") from exc
         self._idle = True
         return self
+
+    async def _hello(self) -> tuple[int, str]:
+        """EHLO (HELO for an old server); the EHLO reply lists the extensions."""
+        assert self._writer is not None
+        self._writer.write(f"EHLO {_LOCAL_NAME}\r\n".encode("ascii"))
+        code, text = await self._reply()
+        if code != 250:
+            self._writer.write(f"HELO {_LOCAL_NAME}\r\n".encode("ascii"))
+            await self._expect(250)
+        return code, text
+
+    async def _start_tls(self) -> tuple[int, str]:
+        """STARTTLS (RFC 3207), then EHLO again: the extensions may differ under TLS."""
+        assert self._writer is not None
+        self._writer.write(b"STARTTLS\r\n")
+        await self._expect(220)
+        async with asyncio.timeout(self._timeout):
+            await self._writer.start_tls(self._security.tls_context, server_hostname=self._host)
+        return await self._hello()
 
     async def __aexit__(
         self,
@@ -233,7 +277,8 @@ def _dot_stuffed(message: bytes) -> bytes:
 
 
 def _raise_refusal(code: int, text: str) -> None:
-    """5xx: this mail is refused, the session goes on; 4xx: try again later."""
-    if code >= 500:
+    """5xx: this mail is refused, the session goes on; 4xx: try again later. 530 (STARTTLS or
+    AUTH required) is the session's fault, not the address's: try again later too."""
+    if code >= 500 and code != 530:
         raise RecipientRefused(f"{code} {text}")
     raise MailDeliveryError(f"{code} {text}")

@@ -8,6 +8,7 @@ from services.notifications.db import outbox
 from services.notifications.domain import chunk_size
 from services.notifications.mailer import Mailer
 from services.notifications.ratelimit import bulk_limiter
+from services.notifications.smtp_security import SmtpSecurity
 from shared.config import Settings
 from shared.runtime import ServiceRuntime, WorkerRuntime
 
@@ -20,6 +21,7 @@ class NotificationsRuntime(ServiceRuntime):
             self.settings.smtp_port,
             self.settings.mail_from,
             self.settings.smtp_timeout_seconds,
+            SmtpSecurity.from_settings(self.settings),
         )
         rate = self.settings.bulk_mail_rate_per_second
         self.chunk = chunk_size(rate, self.settings.campaign_chunk_max)
