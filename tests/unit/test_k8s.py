@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from shared.config import Settings
 from shared.production import unsafe_settings
-from shared.queues import POOL_QUEUE, Pool
+from shared.queues import (
+    DEAD_LETTER_EXCHANGE,
+    POOL_QUEUE,
+    TASK_EXCHANGE,
+    Pool,
+    QueueName,
+    dead_letter_queue,
+)
 from workers.profiles import PROFILES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -130,11 +137,15 @@ def test_secrets_come_from_a_secret_whose_keys_are_documented():
         if line and not line.startswith("#")
     }
     assert {
-        "RABBITMQ_URL",
         "RABBITMQ_MANAGEMENT_URL",
         "DATABASE_URL",
         "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
     } <= documented
+    # Each process has its own broker user (test_each_process_has_its_own_broker_user).
+    assert "RABBITMQ_URL" not in documented
     assert {"SENTRY_DSN", "ADMIN_API_KEYS", "STOREFRONT_API_KEYS"} <= documented
     for auth in of_kind("TriggerAuthentication").values():
         for ref in auth["spec"]["secretTargetRef"]:
@@ -210,13 +221,36 @@ def documented_secrets() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def test_the_cluster_settings_pass_the_production_refusal():
-    """What a pod sees (ConfigMap + the documented Secret) starts in production: no
-    development value is left in the manifests, and the ConfigMap does set production."""
-    config = of_kind("ConfigMap")["doorbuster-config"]["data"]
-    assert config["DOORBUSTER_ENV"] == "production"
-    environment = {**config, **documented_secrets()}
-    settings = Settings(**{name.lower(): value for name, value in environment.items()})
+def pod_environment(container: dict) -> dict[str, str]:
+    """What the container sees: ConfigMap, the documented Secret, then its own `env`
+    (secret references as placeholders, `$(VAR)` expanded as the kubelet does)."""
+    environment = {**of_kind("ConfigMap")["doorbuster-config"]["data"], **documented_secrets()}
+    for entry in container.get("env", []):
+        if "valueFrom" in entry:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            environment[entry["name"]] = f"{ref['name']}-{ref['key']}"
+        else:
+            value = re.sub(r"\$\((\w+)\)", lambda m: environment[m.group(1)], entry["value"])
+            environment[entry["name"]] = value
+    return environment
+
+
+def containers() -> dict[str, dict]:
+    found = {
+        name: doc["spec"]["template"]["spec"]["containers"][0] for name, doc in DEPLOYMENTS.items()
+    }
+    for name, job in of_kind("Job").items():
+        found[name] = job["spec"]["template"]["spec"]["containers"][0]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(containers()))
+def test_every_process_passes_the_production_refusal(name):
+    """What each pod sees starts in production: no development value is left in the
+    manifests (the ConfigMap does set production)."""
+    environment = pod_environment(containers()[name])
+    assert environment["DOORBUSTER_ENV"] == "production"
+    settings = Settings(**{key.lower(): value for key, value in environment.items()})
     assert unsafe_settings(settings) == []
 
 
@@ -224,3 +258,64 @@ def test_the_refusal_still_applies_to_a_cluster_left_with_development_values():
     config = of_kind("ConfigMap")["doorbuster-config"]["data"]
     with pytest.raises(ValidationError, match="STRIPE_WEBHOOK_SECRET"):
         Settings(**{name.lower(): value for name, value in config.items()})
+
+
+def broker_user_of(container: dict) -> str:
+    [secret] = {
+        entry["valueFrom"]["secretKeyRef"]["name"]
+        for entry in container["env"]
+        if entry["name"] in ("RABBITMQ_USERNAME", "RABBITMQ_PASSWORD")
+    }
+    [user] = [
+        u
+        for u in of_kind("User").values()
+        if u["spec"]["importCredentialsSecret"]["name"] == secret
+    ]
+    return user["metadata"]["name"]
+
+
+def permissions_of(user: str) -> dict[str, re.Pattern[str]]:
+    [permission] = [
+        p for p in of_kind("Permission").values() if p["spec"]["userReference"]["name"] == user
+    ]
+    assert permission["spec"]["vhost"] == "doorbuster"
+    # RabbitMQ matches these regexes unanchored: each must anchor itself.
+    return {verb: re.compile(rx) for verb, rx in permission["spec"]["permissions"].items()}
+
+
+TOPOLOGY = [TASK_EXCHANGE, DEAD_LETTER_EXCHANGE, *QueueName, *map(dead_letter_queue, QueueName)]
+
+
+def test_each_process_has_its_own_broker_user():
+    users = {name: broker_user_of(container) for name, container in containers().items()}
+    assert len(set(users.values())) == len(users), users
+    assert set(users.values()) == set(of_kind("User")) == set(of_kind("Permission"))
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_a_process_declares_and_publishes_its_topology_and_reads_only_its_own_queue(name):
+    allowed = permissions_of(broker_user_of(containers()[name]))
+    for resource in TOPOLOGY:  # declare_topology: declare (configure) and bind (write, read)
+        assert allowed["configure"].search(resource) and allowed["write"].search(resource)
+    for exchange in (TASK_EXCHANGE, DEAD_LETTER_EXCHANGE):
+        assert allowed["read"].search(exchange)
+    kind, _, _ = name.rpartition("-")
+    pool = next((p for p in Pool if name == f"{p.value}-pool"), None)
+    consumed = {POOL_QUEUE[pool].value} if pool else set()
+    readable = {
+        q for q in (*QueueName, *map(dead_letter_queue, QueueName)) if allowed["read"].search(q)
+    }
+    assert readable == consumed, (kind, readable)
+    for verb in ("configure", "write", "read"):
+        assert not allowed[verb].search("some.other.queue"), verb
+        assert not allowed[verb].search(f"x{QueueName.PAYMENTS}"), verb
+    if pool:  # its own remote-control queue (Flower, the ops CLI), no other pool's
+        assert allowed["read"].search(f"{pool.value}@{name}-7d9f.celery.pidbox")
+        other = next(p for p in Pool if p != pool)
+        assert not allowed["read"].search(f"{other.value}@{other.value}-pool-1.celery.pidbox")
+
+
+def test_the_migrations_get_a_broker_user_without_permissions():
+    allowed = permissions_of(broker_user_of(containers()["doorbuster-migrate"]))
+    for verb in ("configure", "write", "read"):
+        assert not any(allowed[verb].search(resource) for resource in TOPOLOGY)
