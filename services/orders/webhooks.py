@@ -57,8 +57,15 @@ def verify(payload: bytes, signature: str | None, secret: str) -> stripe.Event:
 def claimed_ids(event: stripe.Event) -> tuple[str | None, str | None]:
     """The intent and order ids the event names: where to look, not what to believe."""
     claimed: dict[str, Any] = event.data.object.to_dict()
-    metadata = claimed.get("metadata") or {}
-    return claimed.get("id"), metadata.get("order_id")
+    metadata = claimed.get("metadata")
+    intent_id = claimed.get("id")
+    order_id = metadata.get("order_id") if isinstance(metadata, dict) else None
+    # A forged body may put anything there: only short strings are looked up.
+    return _short_text(intent_id, 255), _short_text(order_id, 40)
+
+
+def _short_text(value: object, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
 def disproof(order: RowMapping, intent: ProviderIntent | None, claimed_status: str) -> str | None:

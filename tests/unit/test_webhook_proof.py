@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import stripe
 
 from services.orders.billing import changes
 from services.orders.payments import ChargeOutcome, ProviderIntent
-from services.orders.webhooks import CLAIMED_STATUS, disproof
+from services.orders.webhooks import CLAIMED_STATUS, claimed_ids, disproof
 
 ORDER = {
     "id": "ord_1",
@@ -67,3 +68,28 @@ def test_a_success_after_the_order_ended_without_money_is_acted_on_once():
             assert not changes({**ended, "payment_status": recorded}, success), recorded
     assert not changes({**ORDER, "status": "paid", "payment_status": "succeeded"}, success)
     assert not changes({**ORDER, "status": "payment_failed"}, ChargeOutcome(False, "pi_1", "x"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": {"x": 1}, "metadata": {"order_id": "ord_1"}},
+        {"id": "pi_1", "metadata": "ord_1"},
+        {"id": "pi_1", "metadata": {"order_id": ["ord_1"]}},
+        {"id": "pi_1", "metadata": {"order_id": "o" * 41}},
+        {"id": "", "metadata": {"order_id": "ord_1"}},
+    ],
+)
+def test_a_malformed_body_names_nothing_to_look_up(body):
+    event = stripe.Event.construct_from(
+        {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": body}}, None
+    )
+    assert None in claimed_ids(event)
+
+
+def test_a_well_formed_body_names_its_intent_and_order():
+    body = {"id": "pi_1", "metadata": {"order_id": "ord_1"}}
+    event = stripe.Event.construct_from(
+        {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": body}}, None
+    )
+    assert claimed_ids(event) == ("pi_1", "ord_1")
