@@ -31,7 +31,7 @@ from devtools.harness.emulator import configure
 from devtools.harness.shop import FINAL, Shop, unique_sku
 from devtools.harness.stack import ROOT, Stack, build_stack, db_fetch
 from ops.audit import render, run_audit
-from workers.profiles import PROFILES
+from workers.pools import POOLS
 
 GRACE = 30.0
 # 5 s let a 30-second window pass while a backlog grew (p50 2 s at 25/s on 2026-11-25), and
@@ -168,17 +168,17 @@ def main() -> None:
 
 
 def pool_settings(stack: Stack) -> dict[str, str]:
-    """Each pool's effective settings: its profile (workers/profiles.py) and the command line
+    """Each pool's effective settings: its profile (workers/pools.py) and the command line
     flags this run added on top."""
     settings = {}
-    for pool, profile in PROFILES.items():
+    for pool, profile in POOLS.items():
         process = stack.processes.get(f"{pool.value}-pool")
         if process is None:
             continue
         flags = process.argv[process.argv.index(pool.value) + 1 :]
         extra = [flag for flag in flags if flag in ("--concurrency", "-c", "-P", "--pool")]
         settings[pool.value] = (
-            f"{profile.pool_type} x {profile.concurrency}, prefetch "
+            f"{profile.model} x {profile.concurrency}, prefetch "
             f"{profile.prefetch_multiplier}, 1 process"
             + (f"; run with {' '.join(flags[flags.index(extra[0]) :][:2])}" if extra else "")
         )
@@ -247,7 +247,7 @@ p95 < {SUSTAINED_P95_S:g} s. Then the highest sustained rate is held.
 
 Pool settings of the run:
 
-| pool | profile (workers/profiles.py) and overrides |
+| pool | profile (workers/pools.py) and overrides |
 | --- | --- |
 {pool_rows}
 

@@ -14,8 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.queues import POOL_QUEUE, Pool
-from workers.profiles import PROFILES
+from workers.pools import POOLS, Pool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 BASE = DEPLOY / "k8s" / "base"
@@ -150,7 +149,7 @@ def test_every_pool_runs_its_command_and_scales_on_its_own_queue(pool):
     assert scaled["scaleTargetRef"]["name"] == name
     [trigger] = scaled["triggers"]
     assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == POOL_QUEUE[pool].value
+    assert trigger["metadata"]["queueName"] == POOLS[pool].queue.value
     assert trigger["metadata"]["mode"] == "QueueLength"
     assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
 
@@ -158,7 +157,7 @@ def test_every_pool_runs_its_command_and_scales_on_its_own_queue(pool):
 @pytest.mark.parametrize("pool", list(Pool), ids=str)
 def test_thresholds_follow_from_the_measured_service_time(pool):
     measured = CAPACITY[pool.value]
-    assert measured["concurrency"] == PROFILES[pool].concurrency
+    assert measured["concurrency"] == POOLS[pool].concurrency
     throughput = measured["concurrency"] / measured["service_time_s"]  # tasks/s per pod
     expected = math.ceil(measured["concurrency"] + throughput * measured["target_wait_s"])
     [trigger] = SCALED[f"{pool.value}-pool"]["spec"]["triggers"]
