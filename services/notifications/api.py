@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from services.notifications import handlers
 from services.notifications.schemas import Notification, NotificationList
-from shared.http import StorefrontKey
-from shared.pagination import decode_cursor, encode_cursor
-from shared.service_app import runtime_of
+from shared.web.deps import StorefrontKey, UoW
+from shared.web.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
 
 @router.get("", response_model=NotificationList)
 async def list_notifications(
-    request: Request,
+    uow: UoW,
     _: StorefrontKey,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -26,7 +25,7 @@ async def list_notifications(
     """Transactional mails (sent or failed), optionally of one order."""
     position = decode_cursor(cursor, 1)
     rows = await handlers.list_notifications(
-        runtime_of(request).uow(), order_id, position[0] if position else None, limit + 1
+        uow, order_id, position[0] if position else None, limit + 1
     )
     next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
     items = [

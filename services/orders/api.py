@@ -11,13 +11,13 @@ from sqlalchemy.engine import RowMapping
 from services.orders import handlers, webhooks
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
-from shared.http import Problem, StorefrontKey
 from shared.observability import tag_order
-from shared.openapi import DOCUMENT_AS_REQUIRED
-from shared.pagination import decode_cursor, encode_cursor
 from shared.queues import QueueName
-from shared.service_app import runtime_of
-from shared.shedding import shed_if_backlogged
+from shared.web.deps import AppSettings, StorefrontKey, UoW
+from shared.web.openapi import DOCUMENT_AS_REQUIRED
+from shared.web.pagination import decode_cursor, encode_cursor
+from shared.web.problems import Problem
+from shared.web.shedding import shed_if_backlogged
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 IdempotencyKey = Annotated[
@@ -70,7 +70,7 @@ def _not_found(order_id: str) -> Problem:
 )
 async def place_order(
     body: OrderIn,
-    request: Request,
+    uow: UoW,
     response: Response,
     api_key: StorefrontKey,
     idempotency_key: IdempotencyKey = None,
@@ -83,7 +83,7 @@ async def place_order(
         )
     command = handlers.PlaceOrder(api_key, idempotency_key, body.model_dump(mode="json"))
     try:
-        placed = await handlers.place_order(runtime_of(request).uow(), command)
+        placed = await handlers.place_order(uow, command)
     except handlers.IdempotencyKeyReused as exc:
         raise Problem(
             422, "idempotency-key-reused", "This Idempotency-Key was used with another body."
@@ -104,19 +104,19 @@ async def place_order(
 
 @router.get("/{order_id}", response_model=Order)
 async def get_order(
-    order_id: Annotated[str, Path(max_length=40)], request: Request, _: StorefrontKey
+    order_id: Annotated[str, Path(max_length=40)], uow: UoW, _: StorefrontKey
 ) -> Order:
     """One order with its current status."""
     tag_order(order_id)
     try:
-        return to_order(await handlers.get_order(runtime_of(request).uow(), order_id))
+        return to_order(await handlers.get_order(uow, order_id))
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
 
 
 @router.get("", response_model=OrderList)
 async def list_orders(
-    request: Request,
+    uow: UoW,
     _: StorefrontKey,
     customer_id: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -125,7 +125,7 @@ async def list_orders(
     """Orders, newest first, optionally of one customer."""
     position = decode_cursor(cursor, 2, (datetime.fromisoformat, str))
     after = (position[0], position[1]) if position else None
-    rows = await handlers.list_orders(runtime_of(request).uow(), customer_id, after, limit + 1)
+    rows = await handlers.list_orders(uow, customer_id, after, limit + 1)
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -140,7 +140,7 @@ async def list_orders(
 )
 async def cancel_order(
     order_id: Annotated[str, Path(max_length=40)],
-    request: Request,
+    uow: UoW,
     response: Response,
     _: StorefrontKey,
 ) -> Order:
@@ -148,7 +148,7 @@ async def cancel_order(
     `paid`: refunded through Stripe (202; the order becomes `refunded` when the refund is
     done, `payment.status` is `refund_pending` meanwhile). A final order: 409."""
     try:
-        row = await handlers.cancel_order(runtime_of(request).uow(), order_id)
+        row = await handlers.cancel_order(uow, order_id)
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
     except handlers.OrderIsFinal as exc:
@@ -164,16 +164,15 @@ webhook_router = APIRouter(tags=["stripe"])
 
 
 @webhook_router.post("/v1/stripe/webhook", responses={400: {"description": "Bad signature"}})
-async def stripe_webhook(request: Request) -> dict[str, bool]:
+async def stripe_webhook(request: Request, uow: UoW, settings: AppSettings) -> dict[str, bool]:
     """Stripe events, signed with `STRIPE_WEBHOOK_SECRET` (no bearer key).
     `payment_intent.succeeded` and `payment_intent.payment_failed` reconcile their order."""
-    runtime = runtime_of(request)
     try:
         event = webhooks.verify(
             await request.body(),
             request.headers.get("stripe-signature"),
-            runtime.settings.stripe_webhook_secret,
+            settings.stripe_webhook_secret,
         )
     except webhooks.InvalidWebhook as exc:
         raise Problem(400, "invalid-webhook", f"Webhook refused: {exc}") from exc
-    return {"received": True, "applied": await webhooks.reconcile(runtime.uow(), event)}
+    return {"received": True, "applied": await webhooks.reconcile(uow, event)}
