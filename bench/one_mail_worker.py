@@ -18,9 +18,9 @@ from kombu import Exchange, Queue
 from services.notifications.templates import CampaignMail
 from shared.aio import worker_loop
 from shared.config import Settings, get_settings
-from shared.queues import TASK_EXCHANGE, Pool
+from shared.queues import TASK_EXCHANGE
 from workers.app import make_celery
-from workers.profiles import POOL_IMPLEMENTATIONS, PROFILES
+from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool
 
 QUEUE = "bench.one_mail"
 TASK = "bench.send_one_mail"
@@ -68,10 +68,10 @@ def send_one_mail(run: str, subscriber_id: int, email: str) -> None:
 
 
 def main() -> None:
-    profile = PROFILES[Pool.BULK]
+    profile = POOLS[Pool.BULK]
     # The bulk pool's own implementation (Celery's threads, growable), set as `python -m
     # workers bulk` sets it: the class path cannot go through --pool.
-    app.conf.worker_pool = POOL_IMPLEMENTATIONS[profile.pool_type]
+    app.conf.worker_pool = POOL_IMPLEMENTATIONS[profile.model]
     app.worker_main(
         [
             "worker",

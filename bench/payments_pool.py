@@ -31,8 +31,8 @@ from devtools.harness.emulator import configure
 from devtools.harness.stack import DB_PREFIX, PG_SERVER, ROOT, Stack, build_stack, db_fetch
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
-from shared.queues import Pool, TaskName
-from workers.profiles import PROFILES
+from shared.queues import TaskName
+from workers.pools import POOLS, Pool
 
 MODELS = "threads:16,threads:64,threads:128,prefork:2,prefork:8"
 
@@ -130,7 +130,7 @@ def write(results: list[Result], args: argparse.Namespace) -> None:
         for r in results
     )
     best = max(results, key=lambda r: r.rate)
-    default = PROFILES[Pool.PAYMENTS]
+    default = POOLS[Pool.PAYMENTS]
     command = (
         f"python -m bench.payments_pool --charges {args.charges} --cap {args.cap:g} "
         f"--models {args.models}"
@@ -150,7 +150,7 @@ Fastest here: **{best.model.replace(":", " x ")}** ({best.rate:.0f} charges/s). 
 ~200 ms of waiting and a few ms of CPU, so throughput is `in-flight charges / 0.2 s` until the
 CPU runs out: prefork buys in-flight charges with whole processes (memory, a connection pool
 each), `threads` with threads sharing one event loop and one connection pool
-(`shared/aio.py`). The payments profile runs `{default.pool_type}` with
+(`shared/aio.py`). The payments profile runs `{default.model}` with
 {default.concurrency} threads per process by default and scales out by processes (KEDA);
 `-c` raises the threads of one process when a provider is slower.
 """

@@ -22,10 +22,9 @@ import httpx
 from devtools.harness.metrics import scrape
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import build_stack
-from shared.queues import Pool
-from workers.profiles import PROFILES
+from workers.pools import POOLS, Pool
 
-POOLS = {
+POOL_TASKS = {
     Pool.PAYMENTS: ["payments.charge"],
     Pool.ORDERS: ["inventory.reserve", "orders.apply_reservation", "inventory.commit"],
     Pool.NOTIFICATIONS: ["notifications.send_order_mail"],
@@ -70,20 +69,20 @@ async def burst(shop: Shop, orders: int) -> float:
 
 async def measure(stack, orders: int) -> dict:
     shop = Shop(stack)
-    urls = {pool: stack.processes[f"{pool.value}-pool"].metrics_url for pool in POOLS}
+    urls = {pool: stack.processes[f"{pool.value}-pool"].metrics_url for pool in POOL_TASKS}
     try:
         await burst(shop, 20)  # warm up: connections, imports, first queries
-        before = {pool: totals(urls[pool], tasks) for pool, tasks in POOLS.items()}
+        before = {pool: totals(urls[pool], tasks) for pool, tasks in POOL_TASKS.items()}
         wall = await burst(shop, orders)
-        after = {pool: totals(urls[pool], tasks) for pool, tasks in POOLS.items()}
+        after = {pool: totals(urls[pool], tasks) for pool, tasks in POOL_TASKS.items()}
     finally:
         await shop.close()
     report = {"orders": orders, "wall_seconds": round(wall, 1), "pools": {}}
-    for pool in POOLS:
+    for pool in POOL_TASKS:
         count = after[pool]["count"] - before[pool]["count"]
         run = after[pool]["run"] - before[pool]["run"]
         cpu = after[pool]["cpu"] - before[pool]["cpu"]
-        concurrency = PROFILES[pool].concurrency
+        concurrency = POOLS[pool].concurrency
         mean = run / count
         cpu_per_task = cpu / count
         report["pools"][pool.value] = {

@@ -10,8 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from shared.queues import Pool
-from workers.profiles import PROFILES
+from workers.pools import POOLS, Pool
 
 SERVICES = ("orders", "inventory", "notifications")
 
@@ -130,7 +129,7 @@ def plan(
     for pool, count in pools.items():
         for index in range(count):
             name = f"{pool.value}-pool-{index + 1}" if count > 1 else f"{pool.value}-pool"
-            port = ports.metrics + PROFILES[pool].metrics_offset + index
+            port = ports.metrics + POOLS[pool].metrics_offset + index
             argv = [python, "-m", "workers", pool.value, "--name", f"{name}@%h"]
             processes.append(
                 Process(

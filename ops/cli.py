@@ -18,7 +18,7 @@ from ops import campaigns, dlq, pools, queues
 from ops.rabbit import Management, vhost_of
 from ops.render import emit
 from shared.config import get_settings
-from shared.queues import Pool
+from workers.pools import Pool
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 pool_app = typer.Typer(help="Grow or shrink a pool's workers (Celery remote control).")

@@ -1,8 +1,8 @@
 """Per pool: its workers, their concurrency and running tasks, through Celery's remote control.
 
-A worker belongs to the pool whose queue it consumes (`shared.queues.POOL_QUEUE`), whatever its
-node name. Grow and shrink act on every worker of a pool: `prefork` and our `threads` pool
-(`workers.pool`) support them; a worker started with `--autoscale` refuses them.
+A worker belongs to the pool whose queue it consumes (its row in `workers.pools`), whatever
+its node name. Grow and shrink act on every worker of a pool: `prefork` and our `threads` pool
+(`workers.threads`) support them; a worker started with `--autoscale` refuses them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Any
 
 from celery import Celery
 
-from shared.queues import POOL_QUEUE, Pool
+from workers.pools import POOLS, Pool, pool_of_queue
 
 COLUMNS = ("pool", "queue", "workers", "concurrency", "active")
-QUEUE_POOL = {queue.value: pool for pool, queue in POOL_QUEUE.items()}
 
 
 @dataclass
@@ -56,7 +55,7 @@ def workers_by_pool(app: Celery, timeout: float) -> dict[Pool, list[WorkerInfo]]
     queues, stats, active = _ask_all(app, timeout)
     found: dict[Pool, list[WorkerInfo]] = {pool: [] for pool in Pool}
     for node, consumed in sorted(queues.items()):
-        pools = {QUEUE_POOL[q["name"]] for q in consumed if q["name"] in QUEUE_POOL}
+        pools = {pool for q in consumed if (pool := pool_of_queue(q["name"])) is not None}
         info = (stats.get(node) or {}).get("pool") or {}
         worker = WorkerInfo(
             name=node,
@@ -75,7 +74,7 @@ def pool_rows(app: Celery, timeout: float = 1.0) -> list[PoolRow]:
         rows.append(
             PoolRow(
                 pool=pool.value,
-                queue=POOL_QUEUE[pool].value,
+                queue=POOLS[pool].queue.value,
                 workers=len(workers),
                 concurrency=sum(worker.concurrency for worker in workers),
                 active=sum(worker.active for worker in workers),

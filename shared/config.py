@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # consumer before anything decodes it (workers/consumer.py). Our largest real task (a
     # reserve of 50 lines) is about 3 kB; RabbitMQ's own limit (max_message_size) is 128 MiB.
     max_message_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
-    # Load shedding (shared/shedding.py): a route that feeds a queue answers 503 while more
+    # Load shedding (shared/web/shedding.py): a route that feeds a queue answers 503 while more
     # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
     # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.
     shed_limit_payments: int = Field(default=20_000, ge=0)

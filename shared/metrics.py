@@ -1,10 +1,10 @@
 """Service-side Prometheus metrics beyond HTTP requests: the outbox lag.
 
-Per route request counts and latency live with the HTTP middleware (`shared.http`). The outbox
-lag says whether tasks leave a service as fast as it commits them: how many rows are still
-unpublished, and how old the oldest one is. A few rows younger than the relay's grace period are
-normal (committed, not yet confirmed); a growing age means the broker refuses or is gone.
-Sampled in the background (default every 5 s) so a scrape never waits on the database.
+Per route request counts and latency live with the HTTP middleware (`shared.web.middleware`).
+The outbox lag says whether tasks leave a service as fast as it commits them: how many rows
+are still unpublished, and how old the oldest one is. A few rows younger than the relay's grace
+period are normal (committed, not yet confirmed); a growing age means the broker refuses or is
+gone. Sampled in the background (default every 5 s) so a scrape never waits on the database.
 """
 
 from __future__ import annotations

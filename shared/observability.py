@@ -96,7 +96,7 @@ def configure_logging(process: str, level: str = "INFO", json: bool = True) -> N
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # Its access log stays off (`shared.access_log` writes one line per request): uvicorn logs
+    # Its access log stays off (`shared.web.middleware` writes one line per request): uvicorn logs
     # one whenever the logger has a handler up its tree, and used to double every request's
     # logging cost whatever `--no-access-log` said.
     access = logging.getLogger("uvicorn.access")

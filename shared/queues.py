@@ -28,23 +28,6 @@ class QueueName(StrEnum):
     BULK = "notifications.bulk"
 
 
-class Pool(StrEnum):
-    """A worker pool consumes exactly one queue."""
-
-    PAYMENTS = "payments"
-    ORDERS = "orders"
-    NOTIFICATIONS = "notifications"
-    BULK = "bulk"
-
-
-POOL_QUEUE: dict[Pool, QueueName] = {
-    Pool.PAYMENTS: QueueName.PAYMENTS,
-    Pool.ORDERS: QueueName.ORDERS,
-    Pool.NOTIFICATIONS: QueueName.TRANSACTIONAL,
-    Pool.BULK: QueueName.BULK,
-}
-
-
 class TaskName(StrEnum):
     """Explicit task names: services reach each other only through these."""
 

@@ -3,20 +3,19 @@ or the scheduler of periodic tasks: `python -m workers beat [--schedule FILE]` (
 deployment).
 
 One command per pool, scaled by running more of them (locally, on Kubernetes through KEDA).
-Each pool consumes exactly its own queue, with the defaults of `workers.profiles`, and serves
-Prometheus metrics and its probes on its metrics port (`workers.metrics`).
+Each pool consumes exactly its own queue and loads its task modules, with the defaults of its
+row in `workers.pools`, and serves Prometheus metrics and its probes on its metrics port
+(`workers.metrics`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import socket
 
 from shared.config import get_settings, load_settings
-from shared.queues import POOL_QUEUE, Pool
-from workers.profiles import POOL_IMPLEMENTATIONS, PROFILES, metrics_port
+from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool, metrics_port
 
 
 def worker_argv(pool: Pool, concurrency: int, name: str | None) -> list[str]:
@@ -24,7 +23,7 @@ def worker_argv(pool: Pool, concurrency: int, name: str | None) -> list[str]:
     # for threads), which Celery's --pool choice list could not take.
     return [
         "worker",
-        f"--queues={POOL_QUEUE[pool].value}",
+        f"--queues={POOLS[pool].queue.value}",
         f"--concurrency={concurrency}",
         f"--hostname={name or f'{pool.value}@{socket.gethostname()}'}",
         "--without-gossip",
@@ -42,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "-c", "--concurrency", type=int, help="threads/processes (default: per pool)"
     )
-    parser.add_argument("-P", "--pool-type", choices=sorted(POOL_IMPLEMENTATIONS))
+    parser.add_argument(
+        "-P", "--pool-type", choices=sorted(POOL_IMPLEMENTATIONS), help="(default: per pool)"
+    )
     parser.add_argument("-n", "--name", help="worker node name (default: <pool>@<host>)")
     parser.add_argument(
         "--metrics-port",
@@ -67,15 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.pool == "beat":
         run_beat(args.schedule)
         return
+    from workers.app import make_celery
+
     pool = Pool(args.pool)
-    profile = PROFILES[pool]
-    module = importlib.import_module(f"workers.{pool.value}")
-    app = module.app
-    app.conf.worker_pool = POOL_IMPLEMENTATIONS[args.pool_type or profile.pool_type]
+    spec = POOLS[pool]
+    app = make_celery(pool)
+    app.conf.worker_pool = POOL_IMPLEMENTATIONS[args.pool_type or spec.model]
     app.conf.doorbuster_metrics_port = (
         args.metrics_port if args.metrics_port is not None else metrics_port(pool, get_settings())
     )
-    app.worker_main(worker_argv(pool, args.concurrency or profile.concurrency, args.name))
+    app.worker_main(worker_argv(pool, args.concurrency or spec.concurrency, args.name))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The Celery app every pool is made from, configured from `shared.queues` and settings.
+"""The Celery app every pool is made from: the topology (`shared.queues`), its row of
+`workers.pools`, and settings.
 
 Settings follow Celery's guidance for tasks that must not be lost: JSON only (pickle refused),
 late acks, reject on a lost worker (the message goes back to the queue), failures after the
@@ -16,26 +17,10 @@ from kombu import Exchange, Queue
 
 from shared.config import Settings, get_settings
 from shared.observability import configure_logging, init_sentry
-from shared.queues import (
-    POOL_QUEUE,
-    ROUTES,
-    TASK_EXCHANGE,
-    Pool,
-    QueueName,
-    TaskName,
-    queue_arguments,
-)
+from shared.queues import ROUTES, TASK_EXCHANGE, QueueName, TaskName, queue_arguments
 from shared.tls import celery_broker_ssl
 from workers import metrics  # noqa: F401 - connects the metrics and probe signal handlers
-from workers.profiles import PROFILES, task_annotations
-
-# Which service task modules each pool runs. A pool is an entry point, not a service.
-POOL_TASK_MODULES: dict[Pool, tuple[str, ...]] = {
-    Pool.PAYMENTS: ("services.orders.tasks",),
-    Pool.ORDERS: ("services.orders.tasks", "services.inventory.tasks"),
-    Pool.NOTIFICATIONS: ("services.notifications.tasks",),
-    Pool.BULK: ("services.notifications.tasks",),
-}
+from workers.pools import POOLS, Pool, all_task_modules, task_annotations
 
 
 @signals.setup_logging.connect
@@ -76,10 +61,8 @@ def celery_queues(queue_type: str) -> list[Queue]:
 
 def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    if pool is None:  # every task, e.g. for Flower or the ops CLI
-        modules = sorted({module for group in POOL_TASK_MODULES.values() for module in group})
-    else:
-        modules = list(POOL_TASK_MODULES[pool])
+    # A pool loads its own task modules; no pool (Flower, beat, the ops CLI) knows every task.
+    modules = all_task_modules() if pool is None else list(POOLS[pool].task_modules)
     app = Celery(f"doorbuster-{pool or 'all'}", broker=settings.rabbitmq_url, include=modules)
     app.conf.update(
         task_queues=celery_queues(settings.queue_type),
@@ -112,9 +95,9 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
     if broker_ssl is not None:
         app.conf.broker_use_ssl = broker_ssl
     if pool is not None:
-        profile = PROFILES[pool]
-        app.conf.task_default_queue = POOL_QUEUE[pool].value
-        app.conf.worker_prefetch_multiplier = profile.prefetch_multiplier
+        spec = POOLS[pool]
+        app.conf.task_default_queue = spec.queue.value
+        app.conf.worker_prefetch_multiplier = spec.prefetch_multiplier
         app.conf.task_annotations = task_annotations(pool, settings)
     return app
 

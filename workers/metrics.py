@@ -4,7 +4,7 @@ Per queue and task: how long a message waited between publish and start (our pub
 `doorbuster_published_at` header, else the AMQP `timestamp`), how long it ran and how it ended,
 retries, and dead letters (messages rejected without requeue, which RabbitMQ moves to
 `<queue>.dlq`). The worker serves them, with `/healthz` and `/readyz`, on one port per process
-(`workers.profiles.metrics_port`). A prefork pool needs PROMETHEUS_MULTIPROC_DIR: its children
+(`workers.pools.metrics_port`). A prefork pool needs PROMETHEUS_MULTIPROC_DIR: its children
 write their samples to files there and the parent serves their sum.
 """
 

@@ -8,7 +8,7 @@ import os
 from bench.e2e.windows import GRACE, SUSTAINED_P95_S, Ladder, Window
 from bench.report import stamp, write_section
 from devtools.harness.stack import Stack
-from workers.profiles import PROFILES
+from workers.pools import POOLS
 
 TITLE = "End to end: paid orders per second"
 # Issue 15's targets for this machine.
@@ -24,14 +24,14 @@ HEADER = (
 def pool_settings(stack: Stack) -> dict[str, str]:
     """Each pool's effective settings: its profile and the flags this run added on top."""
     settings = {}
-    for pool, profile in PROFILES.items():
+    for pool, profile in POOLS.items():
         process = stack.processes.get(f"{pool.value}-pool")
         if process is None:
             continue
         flags = process.argv[process.argv.index(pool.value) + 1 :]
         extra = [flag for flag in flags if flag in ("--concurrency", "-c", "-P", "--pool")]
         settings[pool.value] = (
-            f"{profile.pool_type} x {profile.concurrency}, prefetch "
+            f"{profile.model} x {profile.concurrency}, prefetch "
             f"{profile.prefetch_multiplier}, 1 process"
             + (f"; run with {' '.join(flags[flags.index(extra[0]) :][:2])}" if extra else "")
         )
@@ -145,7 +145,7 @@ RabbitMQ included.
 
 Pool settings of the run:
 
-| pool | profile (workers/profiles.py) and overrides |
+| pool | profile (workers/pools.py) and overrides |
 | --- | --- |
 {pool_rows}
 

@@ -26,8 +26,8 @@ import aio_pika
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.queues import ROUTES, TASK_EXCHANGE, Pool, Route
-from workers.profiles import POOL_IMPLEMENTATIONS, PROFILES, task_annotations
+from shared.queues import ROUTES, TASK_EXCHANGE, Route
+from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool, task_annotations
 
 
 class DefaultQueue(StrEnum):
@@ -36,7 +36,7 @@ class DefaultQueue(StrEnum):
 
 QUEUE = DefaultQueue.CELERY.value
 # The same number of worker threads as our four pools have together (16 + 8 + 4 + 2).
-CONCURRENCY = sum(profile.concurrency for profile in PROFILES.values())
+CONCURRENCY = sum(profile.concurrency for profile in POOLS.values())
 
 
 def reroute() -> None:

@@ -24,7 +24,7 @@ import httpx
 
 from devtools.plan import Ports, Process, plan
 from shared.config import Settings
-from shared.queues import Pool
+from workers.pools import Pool
 
 ROOT = Path(__file__).resolve().parents[2]
 # Several checkouts may run their suites at once on one machine: each picks a slot, which gives

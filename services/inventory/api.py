@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from services.inventory import handlers
 from services.inventory.domain import ProductNotFound, available
 from services.inventory.schemas import SKU_PATTERN, Product, ProductIn, ProductList, Restock
-from shared.http import AdminKey, Problem, StorefrontKey
-from shared.pagination import decode_cursor, encode_cursor
-from shared.service_app import runtime_of
+from shared.web.deps import AdminKey, StorefrontKey, UoW
+from shared.web.pagination import decode_cursor, encode_cursor
+from shared.web.problems import Problem
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 Sku = Annotated[str, Path(pattern=SKU_PATTERN, description="Product SKU")]
@@ -35,11 +35,11 @@ def _not_found(sku: str) -> Problem:
 
 @router.put("/{sku}", response_model=Product, status_code=200, responses={201: {"model": Product}})
 async def put_product(
-    sku: Sku, body: ProductIn, request: Request, response: Response, _: AdminKey
+    sku: Sku, body: ProductIn, uow: UoW, response: Response, _: AdminKey
 ) -> Product:
     """Create (201) or replace (200) a product. Units already reserved are kept."""
     try:
-        row, created = await handlers.put_product(runtime_of(request).uow(), sku, body)
+        row, created = await handlers.put_product(uow, sku, body)
     except handlers.StockBelowReserved as exc:
         raise Problem(
             409, "stock-below-reserved", "Stock cannot go below the units already reserved."
@@ -49,34 +49,32 @@ async def put_product(
 
 
 @router.get("/{sku}", response_model=Product)
-async def get_product(sku: Sku, request: Request, _: StorefrontKey) -> Product:
+async def get_product(sku: Sku, uow: UoW, _: StorefrontKey) -> Product:
     """One product with its live `available` count."""
     try:
-        return _product(await handlers.get_product(runtime_of(request).uow(), sku))
+        return _product(await handlers.get_product(uow, sku))
     except ProductNotFound as exc:
         raise _not_found(sku) from exc
 
 
 @router.get("", response_model=ProductList)
 async def list_products(
-    request: Request,
+    uow: UoW,
     _: StorefrontKey,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ProductList:
     """Products by sku, `limit` at a time; pass `next_cursor` back for the next page."""
     position = decode_cursor(cursor, 1)
-    rows = await handlers.list_products(
-        runtime_of(request).uow(), position[0] if position else None, limit + 1
-    )
+    rows = await handlers.list_products(uow, position[0] if position else None, limit + 1)
     next_cursor = encode_cursor([rows[limit - 1]["sku"]]) if len(rows) > limit else None
     return ProductList(items=[_product(row) for row in rows[:limit]], next_cursor=next_cursor)
 
 
 @router.post("/{sku}/restock", response_model=Product)
-async def restock(sku: Sku, body: Restock, request: Request, _: AdminKey) -> Product:
+async def restock(sku: Sku, body: Restock, uow: UoW, _: AdminKey) -> Product:
     """Add units to stock."""
     try:
-        return _product(await handlers.restock(runtime_of(request).uow(), sku, body.quantity))
+        return _product(await handlers.restock(uow, sku, body.quantity))
     except ProductNotFound as exc:
         raise _not_found(sku) from exc

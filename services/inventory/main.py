@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.inventory.api import router
 from services.inventory.runtime import make_runtime
-from shared.service_app import create_service_app
+from shared.web.app import create_service_app
 
 
 def create_app() -> FastAPI:

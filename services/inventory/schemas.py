@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
-from shared.validation import SINGLE_LINE, StrictModel
+from shared.web.validation import SINGLE_LINE, StrictModel
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-SkuPath = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
 
 
 class ProductIn(StrictModel):

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 
 from services.notifications import handlers
 from services.notifications.schemas import Notification, NotificationList
-from shared.http import StorefrontKey, scope_to_filter
-from shared.pagination import decode_cursor, encode_cursor
-from shared.service_app import runtime_of
+from shared.web.auth import scope_to_filter
+from shared.web.deps import StorefrontKey, UoW
+from shared.web.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 )
 async def list_notifications(
     request: Request,
+    uow: UoW,
     api_key: StorefrontKey,
     order_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -32,7 +33,7 @@ async def list_notifications(
     scope_to_filter(request, api_key, "order_id", order_id)
     position = decode_cursor(cursor, 1)
     rows = await handlers.list_notifications(
-        runtime_of(request).uow(), order_id, position[0] if position else None, limit + 1
+        uow, order_id, position[0] if position else None, limit + 1
     )
     next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
     items = [

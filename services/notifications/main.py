@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.notifications.api import router
 from services.notifications.campaign_api import campaign_router, subscriber_router
 from services.notifications.runtime import make_runtime
-from shared.service_app import create_service_app
+from shared.web.app import create_service_app
 
 
 def create_app() -> FastAPI:

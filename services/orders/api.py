@@ -12,13 +12,14 @@ from services.orders import handlers, webhooks
 from services.orders.payments import TransientPaymentError
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
-from shared.http import Problem, StorefrontKey, scope_to_filter
 from shared.observability import tag_order
-from shared.openapi import DOCUMENT_AS_REQUIRED
-from shared.pagination import decode_cursor, encode_cursor
 from shared.queues import QueueName
-from shared.service_app import runtime_of
-from shared.shedding import shed_if_backlogged
+from shared.web.auth import scope_to_filter
+from shared.web.deps import AppSettings, Runtime, StorefrontKey, UoW
+from shared.web.openapi import DOCUMENT_AS_REQUIRED
+from shared.web.pagination import decode_cursor, encode_cursor
+from shared.web.problems import Problem
+from shared.web.shedding import shed_if_backlogged
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 IdempotencyKey = Annotated[
@@ -75,7 +76,7 @@ def _not_found(order_id: str) -> Problem:
 )
 async def place_order(
     body: OrderIn,
-    request: Request,
+    uow: UoW,
     response: Response,
     api_key: StorefrontKey,
     idempotency_key: IdempotencyKey = None,
@@ -88,7 +89,7 @@ async def place_order(
         )
     command = handlers.PlaceOrder(api_key, idempotency_key, body.model_dump(mode="json"))
     try:
-        placed = await handlers.place_order(runtime_of(request).uow(), command)
+        placed = await handlers.place_order(uow, command)
     except handlers.IdempotencyKeyReused as exc:
         raise Problem(
             422, "idempotency-key-reused", "This Idempotency-Key was used with another body."
@@ -109,12 +110,12 @@ async def place_order(
 
 @router.get("/{order_id}", response_model=Order)
 async def get_order(
-    order_id: Annotated[str, Path(max_length=40)], request: Request, _: StorefrontKey
+    order_id: Annotated[str, Path(max_length=40)], uow: UoW, _: StorefrontKey
 ) -> Order:
     """One order with its current status."""
     tag_order(order_id)
     try:
-        return to_order(await handlers.get_order(runtime_of(request).uow(), order_id))
+        return to_order(await handlers.get_order(uow, order_id))
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
 
@@ -126,6 +127,7 @@ async def get_order(
 )
 async def list_orders(
     request: Request,
+    uow: UoW,
     api_key: StorefrontKey,
     customer_id: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -136,7 +138,7 @@ async def list_orders(
     scope_to_filter(request, api_key, "customer_id", customer_id)
     position = decode_cursor(cursor, 2, (datetime.fromisoformat, str))
     after = (position[0], position[1]) if position else None
-    rows = await handlers.list_orders(runtime_of(request).uow(), customer_id, after, limit + 1)
+    rows = await handlers.list_orders(uow, customer_id, after, limit + 1)
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -151,7 +153,7 @@ async def list_orders(
 )
 async def cancel_order(
     order_id: Annotated[str, Path(max_length=40)],
-    request: Request,
+    uow: UoW,
     response: Response,
     _: StorefrontKey,
 ) -> Order:
@@ -159,7 +161,7 @@ async def cancel_order(
     `paid`: refunded through Stripe (202; the order becomes `refunded` when the refund is
     done, `payment.status` is `refund_pending` meanwhile). A final order: 409."""
     try:
-        row = await handlers.cancel_order(runtime_of(request).uow(), order_id)
+        row = await handlers.cancel_order(uow, order_id)
     except OrderNotFound as exc:
         raise _not_found(order_id) from exc
     except handlers.OrderIsFinal as exc:
@@ -175,22 +177,23 @@ webhook_router = APIRouter(tags=["stripe"])
 
 
 @webhook_router.post("/v1/stripe/webhook", responses={400: {"description": "Bad signature"}})
-async def stripe_webhook(request: Request) -> dict[str, bool]:
+async def stripe_webhook(
+    request: Request, uow: UoW, settings: AppSettings, runtime: Runtime
+) -> dict[str, bool]:
     """Stripe events, signed with `STRIPE_WEBHOOK_SECRET` (no bearer key).
     `payment_intent.succeeded` and `payment_intent.payment_failed` reconcile their order
     once the provider's own copy of the PaymentIntent confirms them; others are answered 200
     and change nothing."""
-    runtime = runtime_of(request)
     try:
         event = webhooks.verify(
             await request.body(),
             request.headers.get("stripe-signature"),
-            runtime.settings.stripe_webhook_secret,
+            settings.stripe_webhook_secret,
         )
     except webhooks.InvalidWebhook as exc:
         raise Problem(400, "invalid-webhook", f"Webhook refused: {exc}") from exc
     try:
-        applied = await webhooks.reconcile(runtime.uow(), runtime.payments, event)
+        applied = await webhooks.reconcile(uow, runtime.payments, event)
     except TransientPaymentError as exc:
         # The claim cannot be checked now: the provider delivers the event again later.
         raise Problem(

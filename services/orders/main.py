@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.orders.api import router, webhook_router
 from services.orders.runtime import make_runtime
-from shared.service_app import create_service_app
+from shared.web.app import create_service_app
 
 
 def create_app() -> FastAPI:

@@ -27,16 +27,16 @@ from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, rabbitmqctl
 from ops.audit import Verdict, run_audit
 from shared.config import get_settings
-from shared.queues import Pool
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
 from tests.support.private_pg import PrivateCluster
 from tests.support.traffic import Traffic, all_final
+from workers.pools import Pool
 
 FULL = os.environ.get("DOORBUSTER_FAULTS") == "full"
 OUTAGE = 20.0 if FULL else 10.0
-POOLS = tuple(f"{pool}-pool" for pool in Pool)
+POOL_PROCESSES = tuple(f"{pool}-pool" for pool in Pool)
 SUBSCRIBERS = 300
 # What a checkout may answer while a fault lasts: a problem document the storefront retries.
 CLEAN_FAILURES = {"503 application/problem+json", "409 application/problem+json"}
@@ -166,7 +166,7 @@ async def scenario(
 
 
 @pytest.mark.fault_ci
-@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("pool", POOL_PROCESSES)
 async def test_kill_9_a_pool_mid_task(stack: Stack, shop: Shop, pool: str):
     async def kill_and_restart() -> None:
         for _ in range(2):
@@ -261,7 +261,7 @@ async def test_poison_messages_on_every_queue(stack: Stack, shop: Shop, tmp_path
 
     dead = await take_dead_letters(stack.env["RABBITMQ_URL"], set(published))
     assert dead.keys() == published.keys()
-    logs = {pool: (stack.logs / f"{pool}.log").read_text() for pool in POOLS}
+    logs = {pool: (stack.logs / f"{pool}.log").read_text() for pool in POOL_PROCESSES}
     for task_id, (queue, kind) in published.items():
         assert (dead[task_id]["reason"], dead[task_id]["queue"]) == ("rejected", queue.value)
         said = [line for log in logs.values() for line in log.splitlines() if task_id in line]

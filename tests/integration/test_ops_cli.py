@@ -166,7 +166,7 @@ def test_pools_report_and_resize_the_running_worker(env, payments_worker):
 
     before = payments()
     assert (before["workers"], before["concurrency"], before["queue"]) == (1, 4, "payments")
-    assert before["nodes"][0]["implementation"] == "workers.pool:GrowableThreadPool"
+    assert before["nodes"][0]["implementation"] == "workers.threads:GrowableThreadPool"
 
     grown = doorbuster(env, "pool", "grow", "payments", "3")
     assert "pool will grow" in grown.stdout

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 
 from shared.config import Settings
 from shared.observability import init_sentry
-from shared.service_app import create_service_app
+from shared.web.app import create_service_app
 from tests.support.sentry_stub import SentryStub
 
 with warnings.catch_warnings():

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.queues import Pool
-from workers.profiles import PROFILES
+from workers.pools import POOLS, Pool
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
@@ -45,6 +44,6 @@ def test_every_pool_sets_its_replicas_and_payments_runs_more_than_one():
 
 def test_pool_health_checks_ask_the_workers_readiness_on_its_metrics_port():
     for pool in Pool:
-        port = 9100 + PROFILES[pool].metrics_offset
+        port = 9100 + POOLS[pool].metrics_offset
         check = " ".join(SERVICES[f"{pool.value}-pool"]["healthcheck"]["test"])
         assert f"http://127.0.0.1:{port}/readyz" in check

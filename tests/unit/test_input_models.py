@@ -9,8 +9,8 @@ from services.inventory.schemas import ProductIn, Restock
 from services.orders.schemas import OrderIn
 from shared.config import Settings
 from shared.queues import QueueName
-from shared.shedding import shed_limit
 from shared.tasks import invalid_payload_reason
+from shared.web.shedding import shed_limit
 
 ORDER = {
     "customer": {"id": "cus_1", "email": "ann@example.com"},

@@ -17,15 +17,8 @@ from pydantic import ValidationError
 
 from shared.config import Settings
 from shared.production import unsafe_settings
-from shared.queues import (
-    DEAD_LETTER_EXCHANGE,
-    POOL_QUEUE,
-    TASK_EXCHANGE,
-    Pool,
-    QueueName,
-    dead_letter_queue,
-)
-from workers.profiles import PROFILES
+from shared.queues import DEAD_LETTER_EXCHANGE, TASK_EXCHANGE, QueueName, dead_letter_queue
+from workers.pools import POOLS, Pool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 BASE = DEPLOY / "k8s" / "base"
@@ -164,7 +157,7 @@ def test_every_pool_runs_its_command_and_scales_on_its_own_queue(pool):
     assert scaled["scaleTargetRef"]["name"] == name
     [trigger] = scaled["triggers"]
     assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == POOL_QUEUE[pool].value
+    assert trigger["metadata"]["queueName"] == POOLS[pool].queue.value
     assert trigger["metadata"]["mode"] == "QueueLength"
     assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
 
@@ -172,7 +165,7 @@ def test_every_pool_runs_its_command_and_scales_on_its_own_queue(pool):
 @pytest.mark.parametrize("pool", list(Pool), ids=str)
 def test_thresholds_follow_from_the_measured_service_time(pool):
     measured = CAPACITY[pool.value]
-    assert measured["concurrency"] == PROFILES[pool].concurrency
+    assert measured["concurrency"] == POOLS[pool].concurrency
     throughput = measured["concurrency"] / measured["service_time_s"]  # tasks/s per pod
     expected = math.ceil(measured["concurrency"] + throughput * measured["target_wait_s"])
     [trigger] = SCALED[f"{pool.value}-pool"]["spec"]["triggers"]
@@ -301,7 +294,7 @@ def test_a_process_declares_and_publishes_its_topology_and_reads_only_its_own_qu
         assert allowed["read"].search(exchange)
     kind, _, _ = name.rpartition("-")
     pool = next((p for p in Pool if name == f"{p.value}-pool"), None)
-    consumed = {POOL_QUEUE[pool].value} if pool else set()
+    consumed = {POOLS[pool].queue.value} if pool else set()
     readable = {
         q for q in (*QueueName, *map(dead_letter_queue, QueueName)) if allowed["read"].search(q)
     }

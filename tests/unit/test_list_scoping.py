@@ -4,6 +4,7 @@ or the order (notifications); the unfiltered lists are admin only."""
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import pytest
 from fastapi import APIRouter, Query, Request
@@ -11,8 +12,9 @@ from fastapi import APIRouter, Query, Request
 from services.notifications.api import router as notifications_router
 from services.orders.api import router as orders_router
 from shared.config import Settings
-from shared.http import StorefrontKey, scope_to_filter
-from shared.service_app import create_service_app
+from shared.web.app import create_service_app
+from shared.web.auth import scope_to_filter
+from shared.web.deps import StorefrontKey
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -31,8 +33,19 @@ async def scoped(request: Request, api_key: StorefrontKey, of: str | None = Quer
 
 
 def client(*routers: APIRouter) -> TestClient:
-    # No lifespan: the refusal comes before anything touches the database.
-    return TestClient(create_service_app("test", "t", lambda _: None, routers, Settings()))
+    # No lifespan, and a runtime whose unit of work fails if used: the refusal comes before
+    # anything touches the database.
+    app = create_service_app("test", "t", lambda _: None, routers, Settings())
+    app.state.runtime = SimpleNamespace(uow=lambda: NO_DATABASE)
+    return TestClient(app)
+
+
+class _NoDatabase:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the route touched the database ({name}) before refusing")
+
+
+NO_DATABASE = _NoDatabase()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from shared.queues import QueueName
-from workers.profiles import PROFILES
+from workers.pools import POOLS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
@@ -35,7 +35,7 @@ def targets(job: str) -> set[str]:
 
 def test_prometheus_scrapes_every_api_and_the_first_instance_of_every_pool():
     assert {"127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"} <= targets("doorbuster-services")
-    pool_ports = {f"127.0.0.1:{9100 + profile.metrics_offset}" for profile in PROFILES.values()}
+    pool_ports = {f"127.0.0.1:{9100 + profile.metrics_offset}" for profile in POOLS.values()}
     assert pool_ports <= targets("doorbuster-pools")
     assert any(c["job_name"] == "kubernetes-pods" for c in PROMETHEUS["scrape_configs"])
 

@@ -1,15 +1,28 @@
-"""Pools as units: the local plan (`make up POOLS=...`), per-pool profiles, the worker command,
-and the threads pool that remote control can grow and shrink."""
+"""Pools as units: the pool table (`workers/pools.py`), the local plan (`make up POOLS=...`),
+the worker command, and the threads pool that remote control can grow and shrink."""
+
+from types import SimpleNamespace
 
 import pytest
+from celery import Celery
 
+import workers.__main__ as workers_main
 from devtools.plan import Ports, parse_pools, plan
+from ops.pools import pool_rows
 from shared.config import Settings
-from shared.queues import POOL_QUEUE, Pool, TaskName
+from shared.queues import ROUTES, QueueName, TaskName
 from workers.__main__ import parse_args, worker_argv
 from workers.app import make_celery
-from workers.pool import GrowableThreadPool
-from workers.profiles import POOL_IMPLEMENTATIONS, PROFILES, metrics_port, task_annotations
+from workers.pools import (
+    POOL_IMPLEMENTATIONS,
+    POOLS,
+    Pool,
+    all_task_modules,
+    metrics_port,
+    pool_of_queue,
+    task_annotations,
+)
+from workers.threads import GrowableThreadPool
 
 
 def test_pools_default_to_one_process_each():
@@ -60,8 +73,8 @@ def test_metrics_ports_of_pools_never_collide():
 
 def test_each_pool_consumes_only_its_queue():
     for pool in Pool:
-        argv = worker_argv(pool, PROFILES[pool].concurrency, None)
-        assert f"--queues={POOL_QUEUE[pool].value}" in argv
+        argv = worker_argv(pool, POOLS[pool].concurrency, None)
+        assert f"--queues={POOLS[pool].queue.value}" in argv
         # Events cost a publish per task; Flower enables them while it runs.
         assert "--task-events" not in argv
 
@@ -74,7 +87,7 @@ def test_the_command_takes_pool_concurrency_type_and_metrics_port():
         "prefork",
         9999,
     )
-    assert POOL_IMPLEMENTATIONS["threads"] == "workers.pool:GrowableThreadPool"
+    assert POOL_IMPLEMENTATIONS["threads"] == "workers.threads:GrowableThreadPool"
 
 
 def test_payments_prefetches_one_and_bulk_is_rate_limited():
@@ -83,7 +96,7 @@ def test_payments_prefetches_one_and_bulk_is_rate_limited():
     bulk = make_celery(Pool.BULK, settings).conf
     assert bulk.task_annotations == {TaskName.SEND_CAMPAIGN_BATCH.value: {"rate_limit": "3/s"}}
     assert task_annotations(Pool.PAYMENTS, settings) == {}
-    assert PROFILES[Pool.PAYMENTS].concurrency == max(p.concurrency for p in PROFILES.values())
+    assert POOLS[Pool.PAYMENTS].concurrency == max(p.concurrency for p in POOLS.values())
 
 
 def test_the_threads_pool_grows_and_shrinks():
@@ -98,3 +111,66 @@ def test_the_threads_pool_grows_and_shrinks():
         assert pool._get_info()["max-concurrency"] == 1
     finally:
         pool.executor.shutdown()
+
+
+def test_the_table_gives_every_queue_exactly_one_pool():
+    assert sorted(spec.queue for spec in POOLS.values()) == sorted(QueueName)
+    for pool, spec in POOLS.items():
+        assert pool_of_queue(spec.queue.value) is pool
+        assert spec.model in POOL_IMPLEMENTATIONS and spec.concurrency >= 1
+    assert pool_of_queue("notifications.bulk.dlq") is None
+
+
+def test_a_pool_loads_every_task_routed_to_its_queue_and_only_its_modules():
+    settings = Settings()
+    for pool, spec in POOLS.items():
+        app = make_celery(pool, settings)
+        app.loader.import_default_modules()
+        routed = {name.value for name, route in ROUTES.items() if route.queue is spec.queue}
+        assert routed <= set(app.tasks), f"{pool}: a task routed to {spec.queue} is not loaded"
+        assert app.conf.include == list(spec.task_modules)
+        assert app.conf.task_default_queue == spec.queue.value
+    assert make_celery(None, settings).conf.include == all_task_modules()
+
+
+def test_the_pool_command_runs_what_the_table_says(monkeypatch):
+    started = {}
+
+    def worker_main(app, argv):
+        started.update(argv=argv, pool=app.conf.worker_pool, port=app.conf.doorbuster_metrics_port)
+
+    monkeypatch.setattr(Celery, "worker_main", worker_main)
+    monkeypatch.setattr(workers_main, "get_settings", lambda: Settings(metrics_port=9100))
+    workers_main.main(["notifications"])
+    assert "--queues=notifications.transactional" in started["argv"]
+    assert "--concurrency=4" in started["argv"]
+    assert started["pool"] == "workers.threads:GrowableThreadPool"
+    assert started["port"] == 9120
+    workers_main.main(["notifications", "-c", "9", "-P", "prefork", "--metrics-port", "0"])
+    assert "--concurrency=9" in started["argv"]
+    assert (started["pool"], started["port"]) == ("prefork", 0)
+
+
+class _Inspect:
+    """What two workers answer to Celery's inspect: one on the transactional mail queue."""
+
+    def active_queues(self):
+        return {
+            "mail@h": [{"name": "notifications.transactional"}],
+            "pay@h": [{"name": "payments"}],
+        }
+
+    def stats(self):
+        return {"mail@h": {"pool": {"max-concurrency": 4}}, "pay@h": {"pool": {}}}
+
+    def active(self):
+        return {"mail@h": [{}, {}]}
+
+
+def test_the_ops_cli_sorts_workers_into_pools_by_the_table():
+    app = SimpleNamespace(control=SimpleNamespace(inspect=lambda timeout: _Inspect()))
+    rows = {row.pool: row for row in pool_rows(app)}
+    assert [row.queue for row in rows.values()] == [spec.queue.value for spec in POOLS.values()]
+    mail = rows["notifications"]
+    assert (mail.workers, mail.concurrency, mail.active) == (1, 4, 2)
+    assert (rows["payments"].workers, rows["orders"].workers, rows["bulk"].workers) == (1, 0, 0)

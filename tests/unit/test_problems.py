@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from shared.problems import classify, database_unavailable
+from shared.web.problems import classify, database_unavailable
 
 
 def wrapped(error: Exception) -> sa_exc.DBAPIError:

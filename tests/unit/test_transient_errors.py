@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from shared.db import is_transient
-from shared.problems import classify
+from shared.web.problems import classify
 
 
 def wrapped(error: Exception) -> sa_exc.DBAPIError:

@@ -1,5 +1,6 @@
 """The FastAPI app factory every service uses: lifespan, errors, auth, limits, probes, metrics,
-load shedding and the OpenAPI document. Routes get all of it by being in `routers`."""
+load shedding and the OpenAPI document. Routes get all of it by being in `routers`, and what
+they need through `shared.web.deps`."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from sentry_sdk.integrations import Integration
 
-from shared.access_log import AccessLog
 from shared.config import Settings, load_settings
-from shared.guard import BodyLimit, RouteGuard
-from shared.http import Auth, install_observability, install_probes, install_problem_handlers
 from shared.metrics import OutboxLagMonitor
 from shared.observability import configure_logging, init_sentry
-from shared.openapi import install_openapi
 from shared.runtime import ServiceRuntime
-from shared.shedding import QueueDepths, watched_queues
+from shared.web.auth import Auth
+from shared.web.guard import BodyLimit, RouteGuard
+from shared.web.middleware import install_telemetry
+from shared.web.openapi import install_openapi
+from shared.web.probes import install_probes
+from shared.web.problems import install_problem_handlers
+from shared.web.shedding import QueueDepths, watched_queues
 
 log = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -73,7 +76,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.auth = Auth(settings)
     install_problem_handlers(app)
-    # Outermost last: metrics see every answer; the guard answers before any body is read.
+    # Added innermost first. The guard answers before any body is read; the telemetry,
+    # outermost, sees every answer.
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
@@ -81,8 +85,7 @@ def create_service_app(
         bulk_bytes=settings.max_bulk_body_bytes,
     )
     app.add_middleware(RouteGuard)
-    install_observability(app, service)
-    app.add_middleware(AccessLog)  # outermost: sees the correlation id the line above sets
+    install_telemetry(app, service)
 
     async def readiness() -> dict[str, bool]:
         runtime: ServiceRuntime = app.state.runtime
@@ -98,10 +101,6 @@ def create_service_app(
         app.include_router(router)
     install_openapi(app)
     return app
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
 
 
 def _sentry_integrations() -> list[Integration]:

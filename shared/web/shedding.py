@@ -22,13 +22,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from prometheus_client import Counter, Gauge
 
-from shared.auth import dependency_calls
 from shared.config import Settings
-from shared.guard import api_routes
 from shared.periodic import Periodic
-from shared.problems import Problem
 from shared.publisher import Publisher, PublisherUnavailable
 from shared.queues import QueueName
+from shared.web.auth import dependency_calls
+from shared.web.guard import api_routes
+from shared.web.problems import Problem
 
 log = logging.getLogger(__name__)
 QUEUE_DEPTH = Gauge("doorbuster_queue_depth", "Ready messages, as last read", ["queue"])

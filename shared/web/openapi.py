@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 
-from shared.auth import Role, required_role
-from shared.guard import api_routes
-from shared.problems import PROBLEM_JSON, ProblemDetails
+from shared.web.auth import Role, required_role
+from shared.web.guard import api_routes
+from shared.web.problems import PROBLEM_JSON, ProblemDetails
 
 _REF = {"$ref": "#/components/schemas/ProblemDetails"}
 _RETRY_AFTER = {

@@ -1,16 +1,18 @@
 """Bearer-key auth: storefront and admin keys, compared in constant time, never logged.
 
-Routes declare what they need with the `StorefrontKey` / `AdminKey` dependencies; the
-OpenAPI document shows it as the `StorefrontKey` or `AdminKey` security scheme. The route
-guard (`shared.guard`) runs the same check before the body is read, so a caller without a
-valid key learns nothing else about the route (401 comes before 413/415/422); the dependency
-stays the source of the key a route receives.
+Routes declare what they need with the `StorefrontKey` / `AdminKey` dependencies
+(`shared.web.deps`); the OpenAPI document shows it as the `StorefrontKey` or `AdminKey`
+security scheme. The key is checked once per request, by the route guard (`shared.web.guard`)
+before the body is read, so a caller without a valid key learns nothing else about the route
+(401 comes before 413/415/422). The guard leaves the `Caller` it found in the request state,
+and the dependency hands its key to the route without comparing it again.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,12 +21,18 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.config import Settings
-from shared.problems import Problem
+from shared.web.problems import Problem
 
 
 class Role(StrEnum):
     STOREFRONT = "storefront"
     ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Caller:
+    key: str
+    role: Role
 
 
 class Auth:
@@ -49,8 +57,8 @@ class Auth:
             return Role.STOREFRONT
         return None
 
-    def check(self, authorization: str | None, needed: Role) -> str:
-        """The caller's key if it may call a route that needs `needed`; else 401 or 403."""
+    def authenticate(self, authorization: str | None) -> Caller:
+        """Who sends this `Authorization` header; 401 for no key or an unknown one."""
         scheme, _, key = (authorization or "").partition(" ")
         key = key.strip() if scheme.lower() == "bearer" else ""
         role = self.role_of(key)
@@ -61,9 +69,18 @@ class Auth:
                 "A valid API key is required: `Authorization: Bearer <key>`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if needed is Role.ADMIN and role is not Role.ADMIN:
-            raise Problem(403, "forbidden", "This route needs an admin API key.")
-        return key
+        return Caller(key, role)
+
+    def check(self, authorization: str | None, needed: Role) -> Caller:
+        """The caller, if it may call a route that needs `needed`; else 401 or 403."""
+        caller = self.authenticate(authorization)
+        authorize(caller, needed)
+        return caller
+
+
+def authorize(caller: Caller, needed: Role) -> None:
+    if needed is Role.ADMIN and caller.role is not Role.ADMIN:
+        raise Problem(403, "forbidden", "This route needs an admin API key.")
 
 
 _storefront_scheme = HTTPBearer(
@@ -82,23 +99,32 @@ def _authorization(credentials: HTTPAuthorizationCredentials | None) -> str | No
     return f"{credentials.scheme} {credentials.credentials}" if credentials else None
 
 
-def require_storefront(
+def _key_of(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, needed: Role
+) -> str:
+    """The key the guard checked for this request. An app without the guard in front (none
+    that `create_service_app` builds) gets it checked here instead: still once."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:
+        caller = request.app.state.auth.authenticate(_authorization(credentials))
+    authorize(caller, needed)
+    return caller.key
+
+
+# Async, so FastAPI calls them on the event loop instead of handing each to a worker thread.
+async def require_storefront(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_storefront_scheme)],
 ) -> str:
     """Storefront or admin key; returns the key (idempotency keys are scoped to it)."""
-    return request.app.state.auth.check(_authorization(credentials), Role.STOREFRONT)
+    return _key_of(request, credentials, Role.STOREFRONT)
 
 
-def require_admin(
+async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_scheme)],
 ) -> str:
-    return request.app.state.auth.check(_authorization(credentials), Role.ADMIN)
-
-
-StorefrontKey = Annotated[str, Depends(require_storefront)]
-AdminKey = Annotated[str, Depends(require_admin)]
+    return _key_of(request, credentials, Role.ADMIN)
 
 
 def scope_to_filter(request: Request, api_key: str, name: str, value: object) -> None:

@@ -26,8 +26,8 @@ from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.auth import Auth, Role, required_role
-from shared.problems import Problem, problem_response, validation_problem
+from shared.web.auth import Auth, Role, required_role
+from shared.web.problems import Problem, problem_response, validation_problem
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -156,7 +156,10 @@ class RouteGuard:
         headers = Headers(scope=scope)
         if rule.role is not None:
             auth: Auth = scope["app"].state.auth
-            auth.check(headers.get("authorization"), rule.role)
+            # The route's dependency takes the caller from here (`shared.web.auth`).
+            scope.setdefault("state", {})["caller"] = auth.check(
+                headers.get("authorization"), rule.role
+            )
         if rule.json_body and _has_body(headers) and not is_json(headers.get("content-type")):
             raise Problem(
                 415,

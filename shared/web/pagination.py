@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from shared.http import Problem
+from shared.web.problems import Problem
 
 
 def encode_cursor(position: list[Any]) -> str:

@@ -1,0 +1,54 @@
+"""The probes and the metrics endpoint every service serves: `/healthz` (the process is
+alive), `/readyz` (its database and the broker answer; 503 problem+json otherwise) and
+`/metrics` (Prometheus text)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.web.problems import PROBLEM_JSON, Problem
+
+_NOT_READY = {
+    "description": "The database or the broker does not answer (`checks` says which)",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+}
+_METRICS = {"description": "Prometheus text format", "content": {"text/plain": {}}}
+
+
+def install_probes(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+    @app.get("/healthz", tags=["probes"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="The database and the broker answer",
+        responses={503: _NOT_READY},
+    )
+    async def readyz() -> dict[str, Any]:
+        checks = await readiness()
+        if not all(checks.values()):
+            down = ", ".join(name for name, ok in checks.items() if not ok)
+            raise Problem(
+                503,
+                "not-ready",
+                f"Not ready: {down} not answering.",
+                {"Retry-After": "1"},
+                checks=checks,
+            )
+        return {"status": "ready", "checks": checks}
+
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: _METRICS},
+    )
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
