@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 import stripe
 from celery import Celery
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import Connection, Row, create_engine, select, update
 from sqlalchemy.sql import func
 
 from bench.plain_celery.tables import orders, products
@@ -32,6 +32,17 @@ SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
 SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
 
 
+def read_order(order_id: str) -> Row:
+    with engine.connect() as connection:
+        return connection.execute(select(orders).where(orders.c.id == order_id)).one()
+
+
+def set_order(connection: Connection, order_id: str, **values: object) -> None:
+    connection.execute(
+        update(orders).where(orders.c.id == order_id).values(**values, updated_at=func.now())
+    )
+
+
 @app.task
 def reserve(order_id: str) -> None:
     with engine.begin() as connection:
@@ -44,19 +55,14 @@ def reserve(order_id: str) -> None:
         ).scalar()
         status = "reserved" if price is not None else "rejected"
         total = price * order.quantity if price is not None else None
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == order_id)
-            .values(status=status, total=total, updated_at=func.now())
-        )
+        set_order(connection, order_id, status=status, total=total)
     if status == "reserved":
         charge.delay(order_id)
 
 
 @app.task
 def charge(order_id: str) -> None:
-    with engine.connect() as connection:
-        order = connection.execute(select(orders).where(orders.c.id == order_id)).one()
+    order = read_order(order_id)
     try:
         intent = stripe.PaymentIntent.create(
             amount=order.total,
@@ -69,19 +75,14 @@ def charge(order_id: str) -> None:
     except stripe.CardError:
         status, intent_id = "payment_failed", None
     with engine.begin() as connection:
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == order_id)
-            .values(status=status, intent_id=intent_id, updated_at=func.now())
-        )
+        set_order(connection, order_id, status=status, intent_id=intent_id)
     if status == "paid":
         send_confirmation.delay(order_id)
 
 
 @app.task
 def send_confirmation(order_id: str) -> None:
-    with engine.connect() as connection:
-        order = connection.execute(select(orders).where(orders.c.id == order_id)).one()
+    order = read_order(order_id)
     message = EmailMessage()
     message["From"] = "Doorbuster <orders@doorbuster.test>"
     message["To"] = order.email
