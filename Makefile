@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-management clean-venv bench surge
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-plugins clean-venv bench surge
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 ## install what is missing, migrate, start everything in the foreground (Ctrl-C stops it all)
-up: $(STAMP)
+up: $(STAMP) rabbitmq-plugins
 	$(BIN)/python -m devtools.up
 
 ## install what is missing and run the whole suite against real RabbitMQ and PostgreSQL
-test: $(STAMP) rabbitmq-management
+test: $(STAMP) rabbitmq-plugins
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs -s
@@ -25,7 +25,7 @@ test: $(STAMP) rabbitmq-management
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: $(STAMP) rabbitmq-management
+test-integration: $(STAMP) rabbitmq-plugins
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 ## every fault scenario (kill -9 pools, broker and database restarts, Stripe and SMTP outages)
@@ -44,7 +44,7 @@ SURGE_FLAGS = $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURA
 	$(if $(INVENTORY_URL),--inventory-url $(INVENTORY_URL)) \
 	$(if $(NOTIFICATIONS_URL),--notifications-url $(NOTIFICATIONS_URL)) \
 	$(if $(STRIPE_LATENCY_MS),--stripe-latency-ms $(STRIPE_LATENCY_MS))
-surge: $(STAMP) rabbitmq-management
+surge: $(STAMP) rabbitmq-plugins
 	$(BIN)/python -m bench.surge $(SURGE_FLAGS) $(SURGE_ARGS)
 
 lint: $(STAMP)
@@ -76,10 +76,12 @@ flower: $(STAMP)
 	$(BIN)/celery -A workers.monitor flower --port=5555 \
 	  --broker_api=$${RABBITMQ_MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}/api/
 
-## the ops CLI and KEDA's http mode read the RabbitMQ management API (root, no restart)
-rabbitmq-management:
-	@rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 \
-	  || echo "note: could not enable rabbitmq_management; tests that need it will skip"
+## the ops CLI and KEDA's http mode read the RabbitMQ management API; Prometheus reads every
+## queue's depth, consumers and oldest message from its Prometheus plugin on :15692
+## (Debian's RabbitMQ starts with both off; enabling them needs root, no restart)
+rabbitmq-plugins:
+	@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_prometheus >/dev/null 2>&1 \
+	  || echo "note: could not enable rabbitmq_management and rabbitmq_prometheus; tests that need them skip"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,7 +4,10 @@ Per route request counts and latency live with the HTTP middleware (`shared.web.
 The outbox lag says whether tasks leave a service as fast as it commits them: how many rows
 are still unpublished, and how old the oldest one is. A few rows younger than the relay's grace
 period are normal (committed, not yet confirmed); a growing age means the broker refuses or is
-gone. Sampled in the background (default every 5 s) so a scrape never waits on the database.
+gone. The outbox counts are sampled in the background (default every 5 s) so a scrape never
+waits on the database. The dispatcher's lag (in memory, read at scrape time) says how far the
+publishing right after commit runs behind the commits; the relay waits that much longer
+before it steps in.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from prometheus_client import Gauge
 from sqlalchemy import func, select
 
 from shared.db import Database
-from shared.outbox import Outbox
+from shared.outbox import Dispatcher, Outbox
 from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,11 @@ OUTBOX_UNPUBLISHED = Gauge(
 OUTBOX_OLDEST_AGE = Gauge(
     "doorbuster_outbox_oldest_unpublished_age_seconds",
     "Age of the oldest unpublished outbox row (0 when none)",
+    ["service"],
+)
+DISPATCHER_LAG = Gauge(
+    "doorbuster_outbox_dispatcher_lag_seconds",
+    "Seconds the oldest committed task handed to the dispatcher has waited for its publish",
     ["service"],
 )
 
@@ -59,9 +67,20 @@ class OutboxLagMonitor(Periodic):
     name = "outbox lag sample"
     failure_level = logging.DEBUG  # the database may be down; /readyz says so
 
-    def __init__(self, service: str, db: Database, outbox: Outbox, interval: float):
+    def __init__(
+        self,
+        service: str,
+        db: Database,
+        outbox: Outbox,
+        interval: float,
+        dispatcher: Dispatcher | None = None,
+    ):
         super().__init__(interval)
         self._service, self._db, self._outbox = service, db, outbox
+        if dispatcher is not None:  # read at scrape time: it is in memory
+            DISPATCHER_LAG.labels(service).set_function(dispatcher.lag)
+        OUTBOX_UNPUBLISHED.labels(service)
+        OUTBOX_OLDEST_AGE.labels(service)
 
     async def sample(self) -> OutboxLag:
         lag = await outbox_lag(self._db, self._outbox)

@@ -96,6 +96,8 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
         app.conf.broker_use_ssl = broker_ssl
     if pool is not None:
         spec = POOLS[pool]
+        # Which pool this worker is: its metrics exist at zero for every task it runs.
+        app.conf.doorbuster_pool = pool.value
         app.conf.task_default_queue = spec.queue.value
         app.conf.worker_prefetch_multiplier = spec.prefetch_multiplier
         app.conf.task_annotations = task_annotations(pool, settings)

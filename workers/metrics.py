@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from shared.config import get_settings
 from shared.messages import PUBLISHED_AT_HEADER
 from shared.queues import ROUTES, TaskName
+from workers.pools import POOLS, Pool, tasks_of
 
 log = logging.getLogger(__name__)
 LABELS = ["queue", "task"]
@@ -74,6 +75,26 @@ OUTCOMES = {
 DEAD_LETTER_OUTCOMES = {"failed", "rejected"}
 
 _started: dict[str, float] = {}
+
+
+def zero_series(pool: Pool) -> None:
+    """Create every series of `pool`'s tasks at zero before the first one runs.
+
+    A labelled series only exists once its labels are first used, so a dashboard or an
+    alert (`rate(...)`, `histogram_quantile`, `absent`) sees nothing for a task that has not
+    run yet, and the first increment is invisible to `rate` (no earlier sample). Poison the
+    consumer refuses (workers/consumer.py) carries its own reasons and appears when it comes.
+    """
+    queue = POOLS[pool].queue.value
+    ACTIVE.labels(queue)
+    for task in tasks_of(pool):
+        WAIT.labels(queue, task.value)
+        RUN.labels(queue, task.value)
+        RETRIES.labels(queue, task.value)
+        for outcome in OUTCOMES.values():
+            TASKS.labels(queue, task.value, outcome)
+        for reason in DEAD_LETTER_OUTCOMES:
+            DEAD_LETTERS.labels(queue, task.value, reason)
 
 
 def queue_of(task_name: str, delivery_info: dict[str, Any] | None) -> str:
@@ -204,6 +225,9 @@ def serve(port: int, host: str) -> ThreadingHTTPServer:
 @signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     probe.worker = sender
+    pool = sender.app.conf.get("doorbuster_pool") if sender else None
+    if pool:
+        zero_series(Pool(pool))
     if (
         "prefork" in str(getattr(sender, "pool_cls", ""))
         and not get_settings().prometheus_multiproc_dir

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shared.config import Settings
-from shared.queues import QueueName, TaskName
+from shared.queues import ROUTES, QueueName, TaskName
 
 
 class Pool(StrEnum):
@@ -96,6 +96,11 @@ POOLS: dict[Pool, PoolSpec] = {
 def all_task_modules() -> list[str]:
     """Every pool's task modules: for the apps that consume nothing (beat, Flower, the CLI)."""
     return sorted({module for spec in POOLS.values() for module in spec.task_modules})
+
+
+def tasks_of(pool: Pool) -> list[TaskName]:
+    """The tasks routed to the queue `pool` consumes: what its workers run."""
+    return [name for name, route in ROUTES.items() if route.queue == POOLS[pool].queue]
 
 
 def pool_of_queue(queue: str) -> Pool | None:

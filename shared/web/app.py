@@ -59,7 +59,11 @@ def create_service_app(
         app.state.queue_depths = depths
         depths.start()
         lag = OutboxLagMonitor(
-            service, runtime.db, runtime.outbox, settings.outbox_lag_interval_seconds
+            service,
+            runtime.db,
+            runtime.outbox,
+            settings.outbox_lag_interval_seconds,
+            runtime.dispatcher,
         )
         lag.start()
         yield

@@ -40,7 +40,7 @@ def sentry() -> SentryStub:
 @pytest.fixture(scope="module")
 def env(sentry: SentryStub) -> dict[str, str]:
     if not wait_for_management():
-        pytest.skip("the RabbitMQ management API does not answer (make rabbitmq-management)")
+        pytest.skip("the RabbitMQ management API does not answer (make rabbitmq-plugins)")
     rabbitmqctl("delete_vhost", VHOST)
     assert rabbitmqctl("add_vhost", VHOST).returncode == 0
     rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")

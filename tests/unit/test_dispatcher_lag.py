@@ -75,3 +75,23 @@ async def test_the_relay_waits_out_its_dispatcher_s_backlog():
     await dispatcher.stop()
     await relay.step()
     assert outbox.graces[-1] == timedelta(seconds=2)
+
+
+async def test_the_dispatcher_lag_is_exported_per_service_at_scrape_time():
+    from prometheus_client import REGISTRY
+
+    from shared.metrics import OutboxLagMonitor
+
+    publisher = SlowPublisher()
+    dispatcher = Dispatcher(NoMarks(), AutocommitDb(), publisher)
+    OutboxLagMonitor("lagtest", AutocommitDb(), NoMarks(), interval=5, dispatcher=dispatcher)
+    lag = {"name": "doorbuster_outbox_dispatcher_lag_seconds", "labels": {"service": "lagtest"}}
+    assert REGISTRY.get_sample_value(**lag) == 0.0
+    assert REGISTRY.get_sample_value("doorbuster_outbox_unpublished", {"service": "lagtest"}) == 0
+    dispatcher.start()
+    dispatcher.submit([OutgoingTask("orders.apply_reservation")])
+    await asyncio.sleep(0.2)
+    assert REGISTRY.get_sample_value(**lag) >= 0.2
+    publisher.release.set()
+    await dispatcher.stop()
+    assert REGISTRY.get_sample_value(**lag) == 0.0
