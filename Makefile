@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-plugins clean-venv bench surge
+.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-plugins prometheus clean-venv bench surge
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ up: $(STAMP) rabbitmq-plugins
 	$(BIN)/python -m devtools.up
 
 ## install what is missing and run the whole suite against real RabbitMQ and PostgreSQL
-test: $(STAMP) rabbitmq-plugins
+test: $(STAMP) rabbitmq-plugins prometheus
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs -s
@@ -82,6 +82,14 @@ flower: $(STAMP)
 rabbitmq-plugins:
 	@rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_prometheus >/dev/null 2>&1 \
 	  || echo "note: could not enable rabbitmq_management and rabbitmq_prometheus; tests that need them skip"
+
+## Debian's Prometheus and promtool for the dashboard test and `promtool check config`; the
+## package's own service stays off (the tests run the binary on their own port and storage)
+prometheus:
+	@command -v prometheus >/dev/null || apt-get install -y -qq prometheus \
+	  || (apt-get update -qq && apt-get install -y -qq prometheus) \
+	  || echo "note: could not install prometheus; the dashboard tests will skip"
+	@command -v systemctl >/dev/null && systemctl disable --now prometheus >/dev/null 2>&1 || true
 
 clean-venv:
 	rm -rf $(VENV)

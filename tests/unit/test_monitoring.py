@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from shared.queues import QueueName
@@ -78,3 +81,13 @@ def test_every_dashboard_query_uses_a_metric_that_exists():
         for target in panel.get("targets", []):
             used |= set(re.findall(r"\b(doorbuster_[a-z_]+)", target["expr"]))
     assert used == OUR_METRICS
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make test)")
+def test_promtool_accepts_the_local_config_and_its_rules():
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
