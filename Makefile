@@ -71,10 +71,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.payments_pool
 	$(BIN)/python -m bench.e2e
 
-## Flower against the running pools, with the broker tab from the management API
+## Flower on 127.0.0.1 against the running pools (basic auth: FLOWER_BASIC_AUTH=user:password,
+## else one generated and printed), with the broker tab from the management API
 flower: $(STAMP)
-	$(BIN)/celery -A workers.monitor flower --port=5555 \
-	  --broker_api=$${RABBITMQ_MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}/api/
+	$(BIN)/python -m ops.flower --port=$${FLOWER_PORT:-5555}
 
 ## the ops CLI and KEDA's http mode read the RabbitMQ management API (root, no restart)
 rabbitmq-management:

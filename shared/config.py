@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     # first of ADMIN_API_KEYS, or the development key).
     notifications_api_url: str = "http://127.0.0.1:8003"
     ops_admin_key: str | None = None
+    # `make flower`'s basic auth, `user:password` (Flower's own variable); unset: one per run.
+    flower_basic_auth: str | None = None
 
     service_ports: dict[str, int] = Field(
         default_factory=lambda: {"orders": 8001, "inventory": 8002, "notifications": 8003}
