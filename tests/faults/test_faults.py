@@ -25,8 +25,10 @@ import pytest
 from devtools.harness import emulator
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, rabbitmqctl
+from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
 from shared.config import get_settings
+from shared.queues import QueueName
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
@@ -272,3 +274,34 @@ async def test_poison_messages_on_every_queue(stack: Stack, shop: Shop, tmp_path
         )
     assert not marker.exists(), "a worker unpickled a message"
     assert "eve@example.com" not in "".join(logs.values())
+
+
+@pytest.mark.fault_full
+async def test_kill_9_the_rabbitmq_node_leading_payments(
+    rabbit_cluster: Cluster, cluster_stack: Stack, cluster_shop: Shop
+):
+    """Quorum queues on three nodes: the node that leads `payments` dies mid-surge (kill -9,
+    no goodbye), another node takes the lead, clients reconnect through the Service-like
+    proxy, unacknowledged charges are redelivered; then the node comes back and rejoins."""
+    vhost = cluster_stack.site.vhost
+
+    async def leader_lost() -> None:
+        leader = rabbit_cluster.queue_leader(vhost, QueueName.PAYMENTS)
+        rabbit_cluster.kill(leader)
+        try:
+            await asyncio.sleep(OUTAGE)
+            assert rabbit_cluster.queue_leader(vhost, QueueName.PAYMENTS) != leader
+        finally:
+            await asyncio.to_thread(rabbit_cluster.start_node, leader)
+
+    # Slow charges, so that several are unacknowledged on the lost node when it dies.
+    with emulator.faults(cluster_stack, latency_ms=300):
+        await scenario(
+            "g. kill -9 the RabbitMQ node leading payments (3 nodes, quorum)",
+            cluster_stack,
+            cluster_shop,
+            leader_lost,
+        )
+    for queue in QueueName:
+        arguments = rabbit_cluster.queue_arguments(vhost, queue.value)
+        assert arguments["x-queue-type"] == "quorum", (queue, arguments)
