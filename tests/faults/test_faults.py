@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from devtools.harness import emulator
@@ -28,7 +30,7 @@ from devtools.harness.stack import Stack, rabbitmqctl
 from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
 from shared.config import get_settings
-from shared.queues import QueueName
+from shared.queues import TASK_EXCHANGE, QueueName
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
@@ -305,3 +307,29 @@ async def test_kill_9_the_rabbitmq_node_leading_payments(
     for queue in QueueName:
         arguments = rabbit_cluster.queue_arguments(vhost, queue.value)
         assert arguments["x-queue-type"] == "quorum", (queue, arguments)
+
+
+@pytest.mark.fault_full
+async def test_retries_with_a_countdown_on_quorum_queues(cluster_stack: Stack, cluster_shop: Shop):
+    """Charges retried with a countdown (Stripe 500s and timeouts) on quorum queues travel
+    through Celery's native delayed delivery (`celery_delayed_*`) and come back to `payments`:
+    every order is paid once."""
+
+    async def flaky_provider() -> None:
+        with emulator.faults(cluster_stack, failure_rate=0.5, timeout_rate=0.2, hang_seconds=2):
+            await asyncio.sleep(OUTAGE)
+
+    await scenario(
+        "h. Stripe 500s and timeouts (quorum)", cluster_stack, cluster_shop, flaky_provider
+    )
+    bindings = await cluster_stack_bindings(cluster_stack)
+    assert ("celery_delayed_delivery", TASK_EXCHANGE) in bindings, bindings
+
+
+async def cluster_stack_bindings(stack: Stack) -> set[tuple[str, str]]:
+    """(source, destination) of every binding in the stack's vhost, from the management API."""
+    settings = stack.settings()
+    async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url, timeout=10) as api:
+        response = await api.get(f"/api/bindings/{quote(stack.site.vhost, safe='')}")
+    response.raise_for_status()
+    return {(b["source"], b["destination"]) for b in response.json()}
