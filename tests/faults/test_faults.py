@@ -19,14 +19,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from devtools.harness import emulator
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, rabbitmqctl
+from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
 from shared.config import get_settings
+from shared.queues import TASK_EXCHANGE, QueueName
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
@@ -272,3 +276,60 @@ async def test_poison_messages_on_every_queue(stack: Stack, shop: Shop, tmp_path
         )
     assert not marker.exists(), "a worker unpickled a message"
     assert "eve@example.com" not in "".join(logs.values())
+
+
+@pytest.mark.fault_full
+async def test_kill_9_the_rabbitmq_node_leading_payments(
+    rabbit_cluster: Cluster, cluster_stack: Stack, cluster_shop: Shop
+):
+    """Quorum queues on three nodes: the node that leads `payments` dies mid-surge (kill -9,
+    no goodbye), another node takes the lead, clients reconnect through the Service-like
+    proxy, unacknowledged charges are redelivered; then the node comes back and rejoins."""
+    vhost = cluster_stack.site.vhost
+
+    async def leader_lost() -> None:
+        leader = rabbit_cluster.queue_leader(vhost, QueueName.PAYMENTS)
+        rabbit_cluster.kill(leader)
+        try:
+            await asyncio.sleep(OUTAGE)
+            assert rabbit_cluster.queue_leader(vhost, QueueName.PAYMENTS) != leader
+        finally:
+            await asyncio.to_thread(rabbit_cluster.start_node, leader)
+
+    # Slow charges, so that several are unacknowledged on the lost node when it dies.
+    with emulator.faults(cluster_stack, latency_ms=300):
+        await scenario(
+            "g. kill -9 the RabbitMQ node leading payments (3 nodes, quorum)",
+            cluster_stack,
+            cluster_shop,
+            leader_lost,
+        )
+    for queue in QueueName:
+        arguments = rabbit_cluster.queue_arguments(vhost, queue.value)
+        assert arguments["x-queue-type"] == "quorum", (queue, arguments)
+
+
+@pytest.mark.fault_full
+async def test_retries_with_a_countdown_on_quorum_queues(cluster_stack: Stack, cluster_shop: Shop):
+    """Charges retried with a countdown (Stripe 500s and timeouts) on quorum queues travel
+    through Celery's native delayed delivery (`celery_delayed_*`) and come back to `payments`:
+    every order is paid once."""
+
+    async def flaky_provider() -> None:
+        with emulator.faults(cluster_stack, failure_rate=0.5, timeout_rate=0.2, hang_seconds=2):
+            await asyncio.sleep(OUTAGE)
+
+    await scenario(
+        "h. Stripe 500s and timeouts (quorum)", cluster_stack, cluster_shop, flaky_provider
+    )
+    bindings = await cluster_stack_bindings(cluster_stack)
+    assert ("celery_delayed_delivery", TASK_EXCHANGE) in bindings, bindings
+
+
+async def cluster_stack_bindings(stack: Stack) -> set[tuple[str, str]]:
+    """(source, destination) of every binding in the stack's vhost, from the management API."""
+    settings = stack.settings()
+    async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url, timeout=10) as api:
+        response = await api.get(f"/api/bindings/{quote(stack.site.vhost, safe='')}")
+    response.raise_for_status()
+    return {(b["source"], b["destination"]) for b in response.json()}
