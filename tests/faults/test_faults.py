@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import pytest
 
@@ -333,3 +334,49 @@ async def cluster_stack_bindings(stack: Stack) -> set[tuple[str, str]]:
         response = await api.get(f"/api/bindings/{quote(stack.site.vhost, safe='')}")
     response.raise_for_status()
     return {(b["source"], b["destination"]) for b in response.json()}
+
+
+async def set_read_only(stack: Stack, database: str, read_only: bool) -> None:
+    """A failover seen from the clients: every session of `database` is cut, and the sessions
+    that reconnect find the server read-only (or writable again)."""
+    connection = await asyncpg.connect(f"{stack.site.pg_server}/postgres")
+    try:
+        if read_only:
+            await connection.execute(
+                f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
+            )
+        else:
+            await connection.execute(
+                f'ALTER DATABASE "{database}" RESET default_transaction_read_only'
+            )
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.fault_ci
+async def test_orders_database_read_only(private_stack: Stack, private_shop: Shop):
+    """The orders database fails over to a read-only server for a while: checkout answers 503
+    problem+json with Retry-After (nothing written), the pools retry their writes as transient
+    (none dead-lettered), and everything settles once it is writable again."""
+    database = f"{private_stack.site.db_prefix}_orders"
+
+    async def read_only() -> None:
+        await set_read_only(private_stack, database, True)
+        try:
+            await asyncio.sleep(OUTAGE / 2)
+            answer = await private_shop.place_order([(unique_sku("RO"), 1)])
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert "retry-after" in answer.headers
+            await asyncio.sleep(OUTAGE / 2)
+        finally:
+            await set_read_only(private_stack, database, False)
+
+    await scenario(
+        "i. orders database read-only (failover)", private_stack, private_shop, read_only
+    )
