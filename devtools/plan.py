@@ -135,6 +135,7 @@ def plan(
                 Process(
                     name,
                     [*argv, "--metrics-port", str(port)],
+                    f"http://{host}:{port}/readyz",
                     metrics_url=f"http://{host}:{port}/metrics",
                 )
             )
