@@ -29,6 +29,8 @@ from devtools.readiness import wait_until_ready
 from shared.config import get_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The emulator's charges outlive a restart of `make up`, as Stripe's do (`make reset` empties it).
+STRIPE_STATE_FILE = os.path.join(ROOT, "var", "stripe-emulator.json")
 # On this 2-core machine a cold `make up` is ready in about 40 s.
 READY_TIMEOUT_SECONDS = 180
 _STOPPED = re.compile(r"^(?P<name>\S+) stopped \(rc=(?P<rc>-?\d+)\)")
@@ -126,7 +128,9 @@ def main() -> None:
         pools = parse_pools(os.environ.get("POOLS", ""))
     except ValueError as exc:
         sys.exit(str(exc))
-    processes = plan(ports, pools, with_emulator, with_sink, maildir)
+    processes = plan(
+        ports, pools, with_emulator, with_sink, maildir, stripe_state_file=STRIPE_STATE_FILE
+    )
     printer = WatchingPrinter(sys.stdout)
     manager = Manager(printer)
     for process in processes:
