@@ -32,8 +32,10 @@ test-integration: $(STAMP) rabbitmq-management
 faults: $(STAMP)
 	DOORBUSTER_FAULTS=full $(BIN)/python -m pytest -q -s tests/faults
 
+## the contract's invariants and the campaign promise; SINCE=2026-12-02T20:00:00Z checks only
+## what was created (or dead-lettered) since then
 audit: $(STAMP)
-	$(BIN)/python -m ops.audit
+	$(BIN)/python -m ops.audit $(if $(SINCE),--since '$(SINCE)')
 
 ## the Black-Friday load test against a running stack (`make up`); report in var/surge/<run>/
 ## e.g. make surge USERS=50 DURATION=120 PROFILE=step SPAWN_RATE=5 UI=1 ORDERS_URL=http://...

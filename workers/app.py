@@ -27,7 +27,7 @@ from shared.queues import (
 )
 from shared.tls import celery_broker_ssl
 from workers import metrics  # noqa: F401 - connects the metrics and probe signal handlers
-from workers.pools import POOLS, Pool, all_task_modules, task_annotations
+from workers.pools import POOLS, Pool, all_task_modules
 
 
 @signals.setup_logging.connect
@@ -105,7 +105,6 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
         spec = POOLS[pool]
         app.conf.task_default_queue = spec.queue.value
         app.conf.worker_prefetch_multiplier = spec.prefetch_multiplier
-        app.conf.task_annotations = task_annotations(pool, settings)
     return app
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from devtools.plan import Ports, Process, plan
+from devtools.readiness import answers
 from shared.config import Settings
 from workers.pools import Pool
 
@@ -202,21 +201,6 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} not healthy in {timeout}s; see {self.logs}")
                 time.sleep(0.2)
-
-
-def answers(url: str) -> bool:
-    """An HTTP health URL answers 200, or a tcp://host:port accepts a connection."""
-    if url.startswith("tcp://"):
-        host, _, port = url.removeprefix("tcp://").partition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def build_stack(
