@@ -32,8 +32,10 @@ test-integration: $(STAMP) rabbitmq-plugins
 faults: $(STAMP)
 	DOORBUSTER_FAULTS=full $(BIN)/python -m pytest -q -s tests/faults
 
+## the contract's invariants and the campaign promise; SINCE=2026-12-02T20:00:00Z checks only
+## what was created (or dead-lettered) since then
 audit: $(STAMP)
-	$(BIN)/python -m ops.audit
+	$(BIN)/python -m ops.audit $(if $(SINCE),--since '$(SINCE)')
 
 ## the Black-Friday load test against a running stack (`make up`); report in var/surge/<run>/
 ## e.g. make surge USERS=50 DURATION=120 PROFILE=step SPAWN_RATE=5 UI=1 ORDERS_URL=http://...
@@ -71,10 +73,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.payments_pool
 	$(BIN)/python -m bench.e2e
 
-## Flower against the running pools, with the broker tab from the management API
+## Flower on 127.0.0.1 against the running pools (basic auth: FLOWER_BASIC_AUTH=user:password,
+## else one generated and printed), with the broker tab from the management API
 flower: $(STAMP)
-	$(BIN)/celery -A workers.monitor flower --port=5555 \
-	  --broker_api=$${RABBITMQ_MANAGEMENT_URL:-http://guest:guest@127.0.0.1:15672}/api/
+	$(BIN)/python -m ops.flower --port=$${FLOWER_PORT:-5555}
 
 ## the ops CLI and KEDA's http mode read the RabbitMQ management API; Prometheus reads every
 ## queue's depth, consumers and oldest message from its Prometheus plugin on :15692

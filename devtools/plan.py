@@ -64,9 +64,13 @@ def plan(
     maildir: str,
     host: str = "127.0.0.1",
     python: str = sys.executable,
+    stripe_state_file: str | None = None,
 ) -> list[Process]:
+    """`stripe_state_file`: where the emulator keeps its state across restarts (`make up`);
+    None keeps it in memory (tests and benchmarks start from an empty account)."""
     processes: list[Process] = []
     if with_emulator:
+        keep = ["--state-file", stripe_state_file] if stripe_state_file else []
         processes.append(
             Process(
                 "stripe",
@@ -78,6 +82,7 @@ def plan(
                     host,
                     "--port",
                     str(ports.stripe),
+                    *keep,
                 ],
                 f"http://{host}:{ports.stripe}/_emulator/healthz",
                 # Signed webhooks go to the orders API, as Stripe's would.
@@ -135,6 +140,7 @@ def plan(
                 Process(
                     name,
                     [*argv, "--metrics-port", str(port)],
+                    f"http://{host}:{port}/readyz",
                     metrics_url=f"http://{host}:{port}/metrics",
                 )
             )

@@ -10,21 +10,52 @@ port, so a second stack can run beside the first on one machine).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import fields
 from urllib.parse import urlsplit
 
 from honcho.manager import Manager
-from honcho.printer import Printer
+from honcho.printer import Message, Printer
 
-from devtools.plan import Ports, parse_pools, plan
+from devtools.plan import Ports, Process, parse_pools, plan
+from devtools.readiness import wait_until_ready
 from shared.config import get_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The emulator's charges outlive a restart of `make up`, as Stripe's do (`make reset` empties it).
+STRIPE_STATE_FILE = os.path.join(ROOT, "var", "stripe-emulator.json")
+# On this 2-core machine a cold `make up` is ready in about 40 s.
+READY_TIMEOUT_SECONDS = 180
+_STOPPED = re.compile(r"^(?P<name>\S+) stopped \(rc=(?P<rc>-?\d+)\)")
+
+
+class WatchingPrinter(Printer):
+    """honcho's printer, noting the first process that stopped (honcho then stops the rest)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.first_stopped: tuple[str, str] | None = None
+        self.interrupted = False
+
+    def write(self, message: Message) -> None:
+        super().write(message)
+        if message.name != "system" or self.first_stopped or self.interrupted:
+            return
+        text = message.data.decode() if isinstance(message.data, bytes) else message.data
+        if text.startswith(("SIGINT", "SIGTERM")):  # Ctrl-C: every process stops, none failed
+            self.interrupted = True
+        elif stopped := _STOPPED.match(text):
+            self.first_stopped = (stopped["name"], stopped["rc"])
+
+    def gave_up(self) -> bool:
+        return self.interrupted or self.first_stopped is not None
 
 
 def answers(url: str, default_port: int) -> bool:
@@ -64,7 +95,10 @@ def ensure_dependencies() -> None:
 
 
 def ports_from_env() -> Ports:
-    offset = int(os.environ.get("UP_PORT_OFFSET", "0"))
+    return ports_at(int(os.environ.get("UP_PORT_OFFSET", "0")))
+
+
+def ports_at(offset: int) -> Ports:
     defaults = Ports()
     return Ports(**{port.name: getattr(defaults, port.name) + offset for port in fields(Ports)})
 
@@ -81,6 +115,7 @@ def local_endpoints(ports: Ports, with_emulator: bool, with_sink: bool) -> dict[
 
 
 def main() -> None:
+    started = time.monotonic()
     ensure_dependencies()
     subprocess.run([sys.executable, "-m", "shared.migrate"], check=True, cwd=ROOT)
     ports = ports_from_env()
@@ -93,8 +128,11 @@ def main() -> None:
         pools = parse_pools(os.environ.get("POOLS", ""))
     except ValueError as exc:
         sys.exit(str(exc))
-    processes = plan(ports, pools, with_emulator, with_sink, maildir)
-    manager = Manager(Printer(sys.stdout))
+    processes = plan(
+        ports, pools, with_emulator, with_sink, maildir, stripe_state_file=STRIPE_STATE_FILE
+    )
+    printer = WatchingPrinter(sys.stdout)
+    manager = Manager(printer)
     for process in processes:
         manager.add_process(
             process.name, shlex.join(process.argv), env={**env, **process.env}, cwd=ROOT
@@ -103,8 +141,46 @@ def main() -> None:
     for process in processes:
         if process.metrics_url:
             print(f"  {process.name:<18} {process.metrics_url}", flush=True)
+    watch = threading.Thread(
+        target=announce_readiness, args=(processes, printer, ports, started), daemon=True
+    )
+    watch.start()
     manager.loop()
+    watch.join(timeout=2)
     sys.exit(manager.returncode)
+
+
+def announce_readiness(
+    processes: list[Process], printer: WatchingPrinter, ports: Ports, started: float
+) -> None:
+    """One line when every process answers its probe, or one naming those that did not."""
+    pending = wait_until_ready(processes, printer.gave_up, READY_TIMEOUT_SECONDS)
+    if printer.interrupted:
+        return
+    if printer.first_stopped:
+        print(not_started(*printer.first_stopped), file=sys.stderr, flush=True)
+    elif pending:
+        names = ", ".join(f"{p.name} ({p.health_url} does not answer)" for p in pending)
+        print(f"==> make up: not ready after {READY_TIMEOUT_SECONDS} s: {names}", flush=True)
+    else:
+        print(ready_line(ports, time.monotonic() - started), flush=True)
+
+
+def ready_line(ports: Ports, seconds: float) -> str:
+    return (
+        f"==> Doorbuster is ready ({seconds:.0f} s): "
+        f"orders http://127.0.0.1:{ports.orders}/docs  "
+        f"inventory http://127.0.0.1:{ports.inventory}/docs  "
+        f"notifications http://127.0.0.1:{ports.notifications}/docs  "
+        "(keys dev-storefront, dev-admin; Ctrl-C stops all)"
+    )
+
+
+def not_started(name: str, returncode: str) -> str:
+    return (
+        f"==> make up: {name} did not start (exited with code {returncode}); "
+        f"its lines above say why, and every other process was stopped"
+    )
 
 
 def banner(ports: Ports, with_emulator: bool, with_sink: bool, maildir: str) -> str:

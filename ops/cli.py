@@ -138,6 +138,9 @@ def _letters(queue: str, limit: int) -> list[dlq.DeadLetter]:
 def dlq_list(queue: QueueArg, limit: int = 50, as_json: Json = False) -> None:
     """Dead letters of QUEUE with why they died (x-death reason), oldest first."""
     letters = _letters(queue, limit)
+    if not letters and not as_json:
+        typer.echo(f"no dead letters in {dlq.dlq_name(queue)}")
+        return
     emit([letter.summary() for letter in letters], as_json, dlq.COLUMNS)
 
 

@@ -53,7 +53,8 @@ class Management:
         return response.json()
 
     def peek(self, queue: str, count: int) -> list[dict[str, Any]]:
-        """Up to `count` messages from the head of `queue`, requeued as they were."""
+        """Up to `count` messages from the head of `queue`, requeued as they were; none from a
+        queue nobody has declared yet (a dead-letter queue appears with the first publish)."""
         response = self._http.post(
             self._path("queues", self.vhost, queue, "get"),
             json={
@@ -63,5 +64,7 @@ class Management:
                 "truncate": 100_000,
             },
         )
+        if response.status_code == httpx.codes.NOT_FOUND:
+            return []
         response.raise_for_status()
         return response.json()

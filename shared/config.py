@@ -135,14 +135,13 @@ class Settings(BaseSettings):
     # Set (an empty writable folder) for prefork pools: prometheus-client's multiprocess mode.
     prometheus_multiproc_dir: str | None = None
     outbox_lag_interval_seconds: float = 5.0
-    # Campaign batches per second per bulk worker (Celery rate limit): leaves the SMTP relay
-    # to transactional mail during a campaign.
-    bulk_rate_limit: str = "5/s"
     sentry_traces_sample_rate: float = 0.0
     # The ops CLI: the notifications API and the admin key it calls it with (default: the
     # first of ADMIN_API_KEYS, or the development key).
     notifications_api_url: str = "http://127.0.0.1:8003"
     ops_admin_key: str | None = None
+    # `make flower`'s basic auth, `user:password` (Flower's own variable); unset: one per run.
+    flower_basic_auth: str | None = None
 
     service_ports: dict[str, int] = Field(
         default_factory=lambda: {"orders": 8001, "inventory": 8002, "notifications": 8003}

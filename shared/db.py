@@ -94,6 +94,10 @@ _TRANSIENT_TYPES = (
 # (53: too many connections), operator intervention (57: admin or crash shutdown, "the
 # database system is shutting down" / "starting up" during a restart).
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")
+# Single conditions a retry outlives: the transaction lost a serialization conflict (40001) or a
+# deadlock (40P01) and was rolled back whole; the server is read-only for now (25006: a primary
+# demoted or a standby not yet promoted during a failover, `default_transaction_read_only`).
+_TRANSIENT_SQLSTATES = ("40001", "40P01", "25006")
 
 
 def is_transient(error: BaseException) -> bool:
@@ -112,7 +116,9 @@ def is_transient(error: BaseException) -> bool:
         return True
     for seen in _causes(error):
         sqlstate = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+        if isinstance(sqlstate, str) and (
+            sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
+        ):
             return True
         if isinstance(seen, _TRANSIENT_TYPES):
             return True

@@ -26,6 +26,7 @@ from shared.queues import (
     dead_letter_arguments,
     dead_letter_queue,
     queue_arguments,
+    task_exchange_type,
 )
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class PublisherUnavailable(RuntimeError):
 async def declare_topology(channel: AbstractChannel, queue_type: str = "classic") -> None:
     """Declare exchanges, queues and dead-letter queues exactly as `shared.queues` says."""
     tasks = await channel.declare_exchange(
-        TASK_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        TASK_EXCHANGE, aio_pika.ExchangeType(task_exchange_type(queue_type)), durable=True
     )
     dlx = await channel.declare_exchange(
         DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True

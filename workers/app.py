@@ -17,10 +17,17 @@ from kombu import Exchange, Queue
 
 from shared.config import Settings, get_settings
 from shared.observability import configure_logging, init_sentry
-from shared.queues import ROUTES, TASK_EXCHANGE, QueueName, TaskName, queue_arguments
+from shared.queues import (
+    ROUTES,
+    TASK_EXCHANGE,
+    QueueName,
+    TaskName,
+    queue_arguments,
+    task_exchange_type,
+)
 from shared.tls import celery_broker_ssl
 from workers import metrics  # noqa: F401 - connects the metrics and probe signal handlers
-from workers.pools import POOLS, Pool, all_task_modules, task_annotations
+from workers.pools import POOLS, Pool, all_task_modules
 
 
 @signals.setup_logging.connect
@@ -46,7 +53,7 @@ def _sentry(**_: object) -> None:
 
 
 def celery_queues(queue_type: str) -> list[Queue]:
-    exchange = Exchange(TASK_EXCHANGE, type="direct", durable=True)
+    exchange = Exchange(TASK_EXCHANGE, type=task_exchange_type(queue_type), durable=True)
     return [
         Queue(
             queue.value,
@@ -100,7 +107,6 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
         app.conf.doorbuster_pool = pool.value
         app.conf.task_default_queue = spec.queue.value
         app.conf.worker_prefetch_multiplier = spec.prefetch_multiplier
-        app.conf.task_annotations = task_annotations(pool, settings)
     return app
 
 

@@ -27,7 +27,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared.queues import ROUTES, TASK_EXCHANGE, Route
-from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool, task_annotations
+from workers.pools import POOL_IMPLEMENTATIONS, POOLS
 
 
 class DefaultQueue(StrEnum):
@@ -61,7 +61,6 @@ async def declare(amqp_url: str) -> None:
 
 def make_app() -> Celery:
     """Our Celery app with every task module, consuming and routing only `celery`."""
-    from shared.config import get_settings
     from workers.app import make_celery
 
     app = make_celery(None)
@@ -71,7 +70,6 @@ def make_app() -> Celery:
         ],
         task_default_queue=QUEUE,
         worker_prefetch_multiplier=1,
-        task_annotations=task_annotations(Pool.BULK, get_settings()),
         worker_pool=POOL_IMPLEMENTATIONS["threads"],
     )
     return app

@@ -11,18 +11,17 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from devtools.plan import Ports, Process, plan
+from devtools.readiness import answers
 from shared.config import Settings
 from workers.pools import Pool
 
@@ -56,6 +55,10 @@ class Site:
     pg_server: str = PG_SERVER
     db_prefix: str = DB_PREFIX
     folder_suffix: str = f"{SLOT or ''}"
+    # The broker: the machine's RabbitMQ, or (fault scenarios) a cluster behind a proxy.
+    amqp_port: int = 5672
+    management_port: int = 15672
+    queue_type: str = "classic"
 
     @property
     def database_url(self) -> str:
@@ -93,7 +96,9 @@ def test_env(site: Site = SITE) -> dict[str, str]:
     return {
         **os.environ,
         "DOORBUSTER_ENV": "test",
-        "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{site.vhost}",
+        "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{site.amqp_port}/{site.vhost}",
+        "RABBITMQ_MANAGEMENT_URL": f"http://guest:guest@127.0.0.1:{site.management_port}",
+        "QUEUE_TYPE": site.queue_type,
         "DATABASE_URL": f"{site.database_url}/{site.db_prefix}",
         "STRIPE_API_BASE": f"http://127.0.0.1:{site.ports.stripe}",
         "SMTP_HOST": "127.0.0.1",
@@ -143,6 +148,8 @@ class Stack:
         (the audit)."""
         return Settings(
             rabbitmq_url=self.env["RABBITMQ_URL"],
+            rabbitmq_management_url=self.env["RABBITMQ_MANAGEMENT_URL"],
+            queue_type=self.env["QUEUE_TYPE"],
             database_url=self.env["DATABASE_URL"],
             stripe_api_base=self.stripe_url,
         )
@@ -196,26 +203,15 @@ class Stack:
                 time.sleep(0.2)
 
 
-def answers(url: str) -> bool:
-    """An HTTP health URL answers 200, or a tcp://host:port accepts a connection."""
-    if url.startswith("tcp://"):
-        host, _, port = url.removeprefix("tcp://").partition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def build_stack(site: Site = SITE, broker_proxy: bool = True) -> Stack:
-    """Fresh databases and vhost, migrated; the processes planned, not started. With
-    `broker_proxy` the orders API reaches RabbitMQ through the cuttable proxy."""
+def build_stack(
+    site: Site = SITE,
+    broker_proxy: bool = True,
+    new_vhost: Callable[[str], None] = fresh_vhost,
+) -> Stack:
+    """Fresh databases and vhost (made by `new_vhost`), migrated; the processes planned, not
+    started. With `broker_proxy` the orders API reaches RabbitMQ through the cuttable proxy."""
     asyncio.run(drop_test_databases(site))
-    fresh_vhost(site.vhost)
+    new_vhost(site.vhost)
     env = test_env(site)
     subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True)
     maildir = ROOT / "var" / f"test-mail{site.folder_suffix}"

@@ -1,6 +1,7 @@
 """`python -m devtools.stripe_emulator`: one uvicorn process serving the emulator.
 
 One process because all state lives in its memory: two workers would be two Stripes.
+`--state-file` keeps that state across restarts (`make up` does; tests and benchmarks don't).
 Command-line options override the `STRIPE_EMULATOR_*` environment variables.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import uvicorn
 
@@ -25,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hang-seconds", type=float, help="how long an injected timeout hangs")
     parser.add_argument("--webhook-url", help="where to POST signed events")
     parser.add_argument("--webhook-secret", help="signing secret (whsec_...)")
+    parser.add_argument(
+        "--state-file", type=Path, help="keep the state in this file across restarts"
+    )
     parser.add_argument("--log-level", default="warning")
     return parser.parse_args(argv)
 
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     uvicorn.run(
-        create_app(config),
+        create_app(config, args.state_file),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

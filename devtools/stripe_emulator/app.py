@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -18,19 +19,27 @@ from fastapi.responses import JSONResponse, Response
 from .config import EmulatorConfig
 from .errors import ApiError, invalid
 from .pipeline import Emulator, handle
+from .snapshots import Snapshots
 
 api = APIRouter(tags=["stripe"])
 control = APIRouter(prefix="/_emulator", tags=["emulator"])
 
 
-def create_app(config: EmulatorConfig | None = None) -> FastAPI:
-    """Build an emulator app with fresh state; settings default to the environment."""
+def create_app(config: EmulatorConfig | None = None, state_file: Path | None = None) -> FastAPI:
+    """Build an emulator app, its state fresh or kept in `state_file` across restarts;
+    settings default to the environment."""
     emulator = Emulator(config or EmulatorConfig.from_env())
+    snapshots = Snapshots(emulator.store, state_file) if state_file else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if snapshots:
+            snapshots.restore()
+            snapshots.start()
         yield
         await emulator.webhooks.aclose()
+        if snapshots:
+            await snapshots.stop()
 
     app = FastAPI(
         title="Doorbuster Stripe emulator",

@@ -73,6 +73,8 @@ async def handle(emulator: Emulator, request: Request, operation: Operation) -> 
         # an unparseable body and hides the real failure.
         log.exception("emulator error on %s %s", request.method, request.url.path)
         status, body = 500, orjson.dumps(api_error(500, "Emulator internal error.").body())
+    if request.method == "POST":  # after the change: a snapshot taken since then is stale
+        emulator.store.version += 1
     return Response(body, status, headers, media_type="application/json")
 
 

@@ -49,6 +49,10 @@ class Collection:
     def get(self, object_id: str) -> dict[str, Any] | None:
         return self._by_id.get(object_id)
 
+    def objects(self) -> list[dict[str, Any]]:
+        """Every object, oldest first (what a snapshot keeps)."""
+        return [self._by_id[i] for i in self._order]
+
     def __len__(self) -> int:
         return len(self._order)
 
@@ -153,6 +157,13 @@ class IdempotencyStore:
     def clear(self) -> None:
         self._saved.clear()
 
+    def saved(self) -> list[tuple[str, SavedResponse]]:
+        """Saved responses, oldest first (what a snapshot keeps)."""
+        return list(self._saved.items())
+
+    def restore(self, saved: list[tuple[str, SavedResponse]]) -> None:
+        self._saved = dict(saved)
+
     def _lookup(self, key: str) -> SavedResponse | None:
         saved = self._saved.get(key)
         if saved is not None and time.time() - saved.saved_at > IDEMPOTENCY_TTL_SECONDS:
@@ -176,9 +187,12 @@ class Store:
 
     def __init__(self) -> None:
         self.idempotency = IdempotencyStore()
+        # Bumped on every request that may change state, so a snapshot is taken only then.
+        self.version = 0
         self.reset()
 
     def reset(self) -> None:
+        self.version += 1
         self.payment_intents = Collection("payment_intent")
         self.refunds = Collection("refund")
         self.events = Collection("event")

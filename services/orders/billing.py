@@ -56,7 +56,8 @@ async def settle_charge(uow: UnitOfWork, order_id: str, outcome: ChargeOutcome) 
     async with uow:
         order = await load_order(uow, order_id, lock=True)
         if not changes(order, outcome):
-            log.info("order %s is %s: charge outcome already recorded", order_id, order["status"])
+            # The charge task and the webhook both report each charge: the second is expected.
+            log.debug("order %s is %s: charge outcome already recorded", order_id, order["status"])
             return
         if order["status"] == OrderStatus.RESERVED:
             await _record_outcome(uow, order, outcome)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import RowMapping
 from services.orders.billing import changes, settle_charge
 from services.orders.payments import ProviderIntent, StripeGateway
 from services.orders.repository import OrderNotFound, read_order
-from shared.observability import set_correlation_id
+from shared.observability import set_correlation_id, tag_order
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,17 @@ async def reconcile(uow: UnitOfWork, gateway: StripeGateway, event: stripe.Event
     # next tasks: under the order's correlation id either way, so one grep follows the order.
     if intent.correlation_id:
         set_correlation_id(intent.correlation_id)
+    tag_order(order_id)
     outcome = intent.outcome()
     # Most often the charge task recorded this outcome already: a plain read said so
     # without taking the order's lock.
-    if changes(order, outcome):
+    if changed := changes(order, outcome):
         await settle_charge(uow, order_id, outcome)
+    log.info(
+        "webhook %s (%s) confirmed by the provider for order %s%s",
+        event.id,
+        event.type,
+        order_id,
+        "" if changed else ", as the charge task had recorded",
+    )
     return True

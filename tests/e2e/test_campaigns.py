@@ -8,8 +8,11 @@ import time
 
 import pytest
 
+from devtools.harness.metrics import sample, scrape
 from devtools.harness.shop import ADMIN, STOREFRONT
 from devtools.harness.stack import Stack
+from shared.queues import QueueName, TaskName
+from tests.support.broker import queue_depths
 from tests.support.campaigns import Campaigns, addresses, campaign_mail
 
 pytestmark = pytest.mark.usefixtures("no_subscribers")
@@ -99,6 +102,43 @@ async def test_cancel_stops_within_a_second_for_good(stack: Stack, campaigns: Ca
     assert (await campaigns.act(campaign_id, "cancel")).json()["status"] == "cancelled"
     assert (await campaigns.act(campaign_id, "resume")).status_code == 409
     assert (await campaigns.act(campaign_id, "pause")).status_code == 409
+
+
+def batches_run(metrics_url: str) -> float:
+    samples = scrape(metrics_url)
+    labels = {"queue": QueueName.BULK.value, "task": TaskName.SEND_CAMPAIGN_BATCH.value}
+    return sum(
+        sample(samples, "doorbuster_tasks_total", outcome=outcome, **labels) or 0
+        for outcome in ("succeeded", "retried", "failed", "rejected", "ignored")
+    )
+
+
+@pytest.mark.parametrize("action", ["cancel", "pause"])
+async def test_a_stopped_campaign_drains_its_queued_batches_at_once(
+    stack: Stack, campaigns: Campaigns, action: str
+):
+    """60 batches queued, then stopped: each batch finds its campaign inactive and ends without
+    sending or spending any of the pool's pace, so the bulk queue is empty within a few seconds
+    (with a per-batch Celery rate limit of 5/s it took 12 s, and the next campaign waited)."""
+    await campaigns.import_subscribers(addresses(f"drain-{action}", 10_000))
+    await campaigns.import_subscribers(addresses(f"drain-{action}-more", 10_000))
+    await campaigns.import_subscribers(addresses(f"drain-{action}-last", 10_000))
+    metrics = stack.processes["bulk-pool"].metrics_url
+    before = batches_run(metrics)
+    created = await campaigns.create()
+    campaign_id = created["id"]
+    assert (await campaigns.act(campaign_id, action)).status_code == 200
+    stopped = time.monotonic()
+    batches = -(-created["total"] // stack.settings().campaign_batch_size)
+    assert batches >= 60
+    while batches_run(metrics) - before < batches:
+        waited = time.monotonic() - stopped
+        assert waited < 4, f"{batches_run(metrics) - before} of {batches} batches ran in {waited}s"
+        await asyncio.sleep(0.1)
+    assert not (await queue_depths(stack.env["RABBITMQ_URL"]))[QueueName.BULK.value]
+    sent = (await campaigns.get(campaign_id))["sent"]
+    assert sent < 30_000
+    assert sum(campaign_mail(stack.maildir, campaign_id).values()) == sent
 
 
 async def test_a_campaign_to_nobody_is_completed_at_once(campaigns: Campaigns):

@@ -54,6 +54,17 @@ async def wait_for_lines(logs: Path, needle: str, timeout: float = 60) -> dict[s
         await asyncio.sleep(0.2)
 
 
+async def wait_for_webhook_line(logs: Path, needle: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = grep(logs, needle)
+        if any(line["event"].startswith("webhook ") for line in found.get("orders-api", [])):
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no webhook line under {needle} in the orders API's log")
+        await asyncio.sleep(0.2)
+
+
 async def test_one_grep_of_the_correlation_id_follows_an_order_end_to_end(stack: Stack, shop: Shop):
     sku = unique_sku("GREP")
     await shop.put_product(sku, stock=2)
@@ -78,14 +89,25 @@ async def test_one_grep_of_the_correlation_id_follows_an_order_end_to_end(stack:
     await shop.wait_mail(order_id, "order_confirmation")
 
     found = await wait_for_lines(stack.logs, correlation_id)
+    # The emulator's signed webhook for the charge is logged under the order's id too.
+    found = await wait_for_webhook_line(stack.logs, correlation_id)
     grepped = subprocess.run(
         ["grep", "-rl", correlation_id, str(stack.logs)], capture_output=True, text=True, check=True
     ).stdout.split()
     assert {Path(path).stem for path in grepped} == {"orders-api", *EXPECTED_TASKS}
 
-    [request] = [line for line in found["orders-api"] if line["event"] == "http request"]
+    [request] = [
+        line
+        for line in found["orders-api"]
+        if line["event"] == "http request" and line["route"] == "/v1/orders"
+    ]
     assert (request["method"], request["route"], request["status"]) == ("POST", "/v1/orders", 202)
     assert request["process"] == "orders"
+    [webhook] = [line for line in found["orders-api"] if line["event"].startswith("webhook ")]
+    assert "payment_intent.succeeded" in webhook["event"] and order_id in webhook["event"]
+    assert (webhook["level"], webhook["order_id"]) == ("info", order_id)
+    # Whichever of the charge task and the webhook comes second is expected: not at info.
+    assert not [line for lines in found.values() for line in lines if "already" in line["event"]]
     for process in EXPECTED_TASKS:
         lines = found[process]
         assert {line["process"] for line in lines} == {process}

@@ -17,8 +17,10 @@ import pytest
 from devtools.harness.shop import Shop
 from devtools.harness.stack import ROOT, SITE, SLOT, Stack, build_stack
 from devtools.plan import Ports
+from devtools.rabbit_cluster import Cluster, running_cluster
 from tests.faults.report import ROWS, render
 from tests.support.private_pg import PrivateCluster
+from tests.support.tcp_proxy import CuttableProxy
 
 FULL = os.environ.get("DOORBUSTER_FAULTS") == "full"
 # The session stack's ports + 50 (slots are 100 apart).
@@ -77,4 +79,65 @@ def private_stack(private_pg: PrivateCluster) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 async def private_shop(private_stack: Stack) -> AsyncIterator[Shop]:
     async with Shop(private_stack) as client:
+        yield client
+
+
+# The quorum-queue stack: ports + 70, the cluster's nodes on 5701+10*slot.., its proxies.
+CLUSTER_PORTS = Ports(**{name: port + 70 for name, port in vars(SITE.ports).items()})
+CLUSTER_AMQP_PROXY_PORT = 36672 + 100 * SLOT
+CLUSTER_MANAGEMENT_PROXY_PORT = 36673 + 100 * SLOT
+
+
+@pytest.fixture(scope="module")
+def rabbit_cluster() -> Iterator[Cluster]:
+    """Three RabbitMQ nodes of Debian's package joined into one cluster (devtools)."""
+    with running_cluster(offset=10 * SLOT) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def cluster_proxies(rabbit_cluster: Cluster) -> Iterator[None]:
+    """One AMQP and one management address for the cluster, spreading connections over the
+    nodes that are up (what a Kubernetes Service in front of the StatefulSet does)."""
+    nodes = rabbit_cluster.nodes
+    proxies = [
+        CuttableProxy(
+            listen,
+            "127.0.0.1",
+            port(nodes[0]),
+            tuple(("127.0.0.1", port(node)) for node in nodes[1:]),
+        )
+        for listen, port in (
+            (CLUSTER_AMQP_PROXY_PORT, lambda node: node.amqp_port),
+            (CLUSTER_MANAGEMENT_PROXY_PORT, lambda node: node.management_port),
+        )
+    ]
+    for proxy in proxies:
+        proxy.start()
+    yield
+    for proxy in proxies:
+        proxy.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(rabbit_cluster: Cluster, cluster_proxies: None) -> Iterator[Stack]:
+    """The whole stack on the three-node cluster with `QUEUE_TYPE=quorum`."""
+    site = replace(
+        SITE,
+        ports=CLUSTER_PORTS,
+        vhost=f"{SITE.vhost}-quorum",
+        folder_suffix=f"{SITE.folder_suffix}-quorum",
+        db_prefix=f"{SITE.db_prefix}_quorum",
+        amqp_port=CLUSTER_AMQP_PROXY_PORT,
+        management_port=CLUSTER_MANAGEMENT_PROXY_PORT,
+        queue_type="quorum",
+    )
+    running = build_stack(site, broker_proxy=False, new_vhost=rabbit_cluster.add_vhost)
+    with running.started():
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def cluster_shop(cluster_stack: Stack) -> AsyncIterator[Shop]:
+    async with Shop(cluster_stack) as client:
         yield client

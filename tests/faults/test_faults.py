@@ -19,14 +19,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
+import asyncpg
+import httpx
 import pytest
 
 from devtools.harness import emulator
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, rabbitmqctl
+from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
 from shared.config import get_settings
+from shared.queues import TASK_EXCHANGE, QueueName
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
@@ -272,3 +277,106 @@ async def test_poison_messages_on_every_queue(stack: Stack, shop: Shop, tmp_path
         )
     assert not marker.exists(), "a worker unpickled a message"
     assert "eve@example.com" not in "".join(logs.values())
+
+
+@pytest.mark.fault_full
+async def test_kill_9_the_rabbitmq_node_leading_payments(
+    rabbit_cluster: Cluster, cluster_stack: Stack, cluster_shop: Shop
+):
+    """Quorum queues on three nodes: the node that leads `payments` dies mid-surge (kill -9,
+    no goodbye), another node takes the lead, clients reconnect through the Service-like
+    proxy, unacknowledged charges are redelivered; then the node comes back and rejoins."""
+    vhost = cluster_stack.site.vhost
+
+    async def leader_lost() -> None:
+        leader = rabbit_cluster.queue_leader(vhost, QueueName.PAYMENTS)
+        rabbit_cluster.kill(leader)
+        try:
+            await asyncio.sleep(OUTAGE)
+            assert rabbit_cluster.queue_leader(vhost, QueueName.PAYMENTS) != leader
+        finally:
+            await asyncio.to_thread(rabbit_cluster.start_node, leader)
+
+    # Slow charges, so that several are unacknowledged on the lost node when it dies.
+    with emulator.faults(cluster_stack, latency_ms=300):
+        await scenario(
+            "g. kill -9 the RabbitMQ node leading payments (3 nodes, quorum)",
+            cluster_stack,
+            cluster_shop,
+            leader_lost,
+        )
+    for queue in QueueName:
+        arguments = rabbit_cluster.queue_arguments(vhost, queue.value)
+        assert arguments["x-queue-type"] == "quorum", (queue, arguments)
+
+
+@pytest.mark.fault_full
+async def test_retries_with_a_countdown_on_quorum_queues(cluster_stack: Stack, cluster_shop: Shop):
+    """Charges retried with a countdown (Stripe 500s and timeouts) on quorum queues travel
+    through Celery's native delayed delivery (`celery_delayed_*`) and come back to `payments`:
+    every order is paid once."""
+
+    async def flaky_provider() -> None:
+        with emulator.faults(cluster_stack, failure_rate=0.5, timeout_rate=0.2, hang_seconds=2):
+            await asyncio.sleep(OUTAGE)
+
+    await scenario(
+        "h. Stripe 500s and timeouts (quorum)", cluster_stack, cluster_shop, flaky_provider
+    )
+    bindings = await cluster_stack_bindings(cluster_stack)
+    assert ("celery_delayed_delivery", TASK_EXCHANGE) in bindings, bindings
+
+
+async def cluster_stack_bindings(stack: Stack) -> set[tuple[str, str]]:
+    """(source, destination) of every binding in the stack's vhost, from the management API."""
+    settings = stack.settings()
+    async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url, timeout=10) as api:
+        response = await api.get(f"/api/bindings/{quote(stack.site.vhost, safe='')}")
+    response.raise_for_status()
+    return {(b["source"], b["destination"]) for b in response.json()}
+
+
+async def set_read_only(stack: Stack, database: str, read_only: bool) -> None:
+    """A failover seen from the clients: every session of `database` is cut, and the sessions
+    that reconnect find the server read-only (or writable again)."""
+    connection = await asyncpg.connect(f"{stack.site.pg_server}/postgres")
+    try:
+        if read_only:
+            await connection.execute(
+                f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
+            )
+        else:
+            await connection.execute(
+                f'ALTER DATABASE "{database}" RESET default_transaction_read_only'
+            )
+        await connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.fault_ci
+async def test_orders_database_read_only(private_stack: Stack, private_shop: Shop):
+    """The orders database fails over to a read-only server for a while: checkout answers 503
+    problem+json with Retry-After (nothing written), the pools retry their writes as transient
+    (none dead-lettered), and everything settles once it is writable again."""
+    database = f"{private_stack.site.db_prefix}_orders"
+
+    async def read_only() -> None:
+        await set_read_only(private_stack, database, True)
+        try:
+            await asyncio.sleep(OUTAGE / 2)
+            answer = await private_shop.place_order([(unique_sku("RO"), 1)])
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert "retry-after" in answer.headers
+            await asyncio.sleep(OUTAGE / 2)
+        finally:
+            await set_read_only(private_stack, database, False)
+
+    await scenario(
+        "i. orders database read-only (failover)", private_stack, private_shop, read_only
+    )

@@ -43,12 +43,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_emulator(port: int, timeout: float = 15.0) -> subprocess.Popen[bytes]:
+def start_emulator(
+    port: int, timeout: float = 15.0, state_file: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start `python -m devtools.stripe_emulator` and wait until it answers healthz."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_EMULATOR_")}
     env.pop("STRIPE_WEBHOOK_SECRET", None)
+    keep = ["--state-file", str(state_file)] if state_file else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.stripe_emulator", "--port", str(port)],
+        [sys.executable, "-m", "devtools.stripe_emulator", "--port", str(port), *keep],
         cwd=ROOT,
         env=env,
     )
@@ -387,3 +390,60 @@ def test_faults_may_spare_reads(client: stripe.StripeClient, control: httpx.Clie
     assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"
     with pytest.raises(stripe.APIError):
         client.v1.payment_intents.create(params=VISA)
+
+
+def sdk_at(port: int) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        API_KEY,
+        base_addresses={"api": f"http://127.0.0.1:{port}"},
+        http_client=stripe.HTTPXClient(allow_sync_methods=True),
+        max_network_retries=0,
+    )
+
+
+def test_with_a_state_file_a_restarted_emulator_keeps_charges_and_replays(tmp_path: Path) -> None:
+    """`make up` keeps the emulator's state in var/: after a restart (Ctrl-C, or even kill -9
+    a moment after the charge) the intent is still there and its idempotency key replays it."""
+    state = tmp_path / "stripe.json"
+    port = free_port()
+    client = sdk_at(port)
+    params = {**VISA, "metadata": {"order_id": "o-kept"}}
+    process = start_emulator(port, state_file=state)
+    try:
+        first = client.v1.payment_intents.create(params, {"idempotency_key": "order-o-kept"})
+        refund = client.v1.refunds.create({"payment_intent": first.id, "amount": 500})
+    finally:
+        stop(process)  # SIGTERM: uvicorn shuts down and the state is written
+    process = start_emulator(port, state_file=state)
+    try:
+        kept = client.v1.payment_intents.retrieve(first.id)
+        assert (kept.status, kept.metadata["order_id"]) == ("succeeded", "o-kept")
+        replay = client.v1.payment_intents.create(params, {"idempotency_key": "order-o-kept"})
+        assert replay.id == first.id
+        assert client.v1.refunds.retrieve(refund.id).payment_intent == first.id
+        second = client.v1.payment_intents.create(params, {"idempotency_key": "order-o-two"})
+        time.sleep(2.5)  # past the snapshot interval
+        process.kill()
+        process.wait()
+        process = start_emulator(port, state_file=state)
+        assert client.v1.payment_intents.retrieve(second.id).status == "succeeded"
+        listed = client.v1.payment_intents.list({"limit": 10})
+        assert [intent.id for intent in listed.data] == [second.id, first.id]
+    finally:
+        stop(process)
+
+
+def test_without_a_state_file_a_restart_forgets() -> None:
+    port = free_port()
+    client = sdk_at(port)
+    process = start_emulator(port)
+    try:
+        created = client.v1.payment_intents.create(VISA)
+    finally:
+        stop(process)
+    process = start_emulator(port)
+    try:
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.payment_intents.retrieve(created.id)
+    finally:
+        stop(process)

@@ -14,8 +14,20 @@ import threading
 
 
 class CuttableProxy:
-    def __init__(self, listen_port: int, target_host: str, target_port: int):
-        self.listen_port, self.target = listen_port, (target_host, target_port)
+    """One listening port in front of one target, or of several (`more_targets`): then each
+    new connection goes to the next target that accepts it, round robin, as a Kubernetes
+    Service spreads clients over a cluster's live nodes."""
+
+    def __init__(
+        self,
+        listen_port: int,
+        target_host: str,
+        target_port: int,
+        more_targets: tuple[tuple[str, int], ...] = (),
+    ):
+        self.listen_port = listen_port
+        self.targets = [(target_host, target_port), *more_targets]
+        self._next_target = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -60,15 +72,25 @@ class CuttableProxy:
         if self._partitioned:  # the connection opens and drops before the broker says hello
             writer.close()
             return
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
+        upstream = await self._open_upstream()
+        if upstream is None:
             writer.close()
             return
+        upstream_reader, upstream_writer = upstream
         self._writers.update({writer, upstream_writer})
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
         )
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        for _ in range(len(self.targets)):
+            target = self.targets[self._next_target % len(self.targets)]
+            self._next_target += 1
+            try:
+                return await asyncio.open_connection(*target)
+            except OSError:
+                continue  # that node is down: the next one
+        return None
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):

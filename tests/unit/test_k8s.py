@@ -312,3 +312,18 @@ def test_the_migrations_get_a_broker_user_without_permissions():
     allowed = permissions_of(broker_user_of(containers()["doorbuster-migrate"]))
     for verb in ("configure", "write", "read"):
         assert not any(allowed[verb].search(resource) for resource in TOPOLOGY)
+
+
+DELAYED_DELIVERY = [*(f"celery_delayed_{level}" for level in range(28)), "celery_delayed_delivery"]
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_only_the_pools_use_celerys_delayed_delivery_topology(name):
+    """Countdown retries on quorum queues go through celery_delayed_*: a pool declares, binds
+    and publishes there; an API never retries a task and gets none of it."""
+    allowed = permissions_of(broker_user_of(containers()[name]))
+    is_pool = any(name == f"{p.value}-pool" for p in Pool)
+    for resource in DELAYED_DELIVERY:
+        for verb in ("configure", "write", "read"):
+            assert bool(allowed[verb].search(resource)) == is_pool, (name, verb, resource)
+    assert not allowed["configure"].search("celery_delayed_28")

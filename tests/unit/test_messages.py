@@ -5,7 +5,16 @@ import pytest
 from kombu import Queue
 
 from shared.messages import CORRELATION_HEADER, OutgoingTask, celery_body, celery_headers
-from shared.queues import ROUTES, QueueName, TaskName, dead_letter_queue, queue_arguments
+from shared.queues import (
+    QUORUM_DELIVERY_LIMIT,
+    ROUTES,
+    QueueName,
+    TaskName,
+    dead_letter_arguments,
+    dead_letter_queue,
+    queue_arguments,
+    task_exchange_type,
+)
 from workers.app import celery_queues, make_celery
 
 
@@ -56,6 +65,31 @@ def test_celery_declares_queues_with_the_publishers_arguments():
 def test_quorum_queues_drop_max_priority():
     arguments = queue_arguments(QueueName.PAYMENTS, "quorum")
     assert arguments["x-queue-type"] == "quorum" and "x-max-priority" not in arguments
+
+
+def test_quorum_queues_stop_a_crash_loop_and_dead_letter_at_least_once():
+    for queue in QueueName:
+        arguments = queue_arguments(queue, "quorum")
+        assert arguments["x-delivery-limit"] == QUORUM_DELIVERY_LIMIT
+        # At-least-once dead-lettering is only honoured with reject-publish overflow.
+        assert arguments["x-dead-letter-strategy"] == "at-least-once"
+        assert arguments["x-overflow"] == "reject-publish"
+        assert "x-delivery-limit" not in queue_arguments(queue, "classic")
+
+
+def test_dead_letter_queues_never_drop_what_is_read():
+    assert dead_letter_arguments("classic") == {}
+    quorum = dead_letter_arguments("quorum")
+    assert quorum["x-queue-type"] == "quorum"
+    assert quorum["x-delivery-limit"] > 1000 * QUORUM_DELIVERY_LIMIT
+
+
+def test_the_task_exchange_is_topic_on_quorum_queues_for_celerys_delayed_delivery():
+    assert task_exchange_type("classic") == "direct"
+    assert task_exchange_type("quorum") == "topic"
+    [queue, *_] = celery_queues("quorum")
+    assert queue.exchange.type == "topic"
+    assert {q.exchange.type for q in celery_queues("classic")} == {"direct"}
 
 
 def test_celery_app_refuses_pickle_and_acks_late():

@@ -27,6 +27,9 @@ def wrapped(error: Exception) -> sa_exc.DBAPIError:
         asyncpg.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+        asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
+        asyncpg.SerializationError("could not serialize access due to concurrent update"),
+        asyncpg.DeadlockDetectedError("deadlock detected"),
     ],
     ids=lambda error: type(error).__name__,
 )
