@@ -174,6 +174,25 @@ def test_thresholds_follow_from_the_measured_service_time(pool):
     assert re.search(rf"\|\s*{pool.value}\s*\|.*\|\s*{expected}\s*\|", readme), "README table"
 
 
+@pytest.mark.parametrize("pool", list(Pool), ids=str)
+def test_the_scaler_counts_unacked_and_scale_in_waits_for_running_tasks(pool):
+    """A payments pod busy with 16 charges is not idle: QueueLength over the management API
+    (`protocol: http`) counts ready + unacked (over AMQP it sees only ready). A pod removed
+    by a scale-in gets SIGTERM, finishes its running tasks (Celery's warm shutdown) within the
+    grace period; one cut short is redelivered (acks_late, reject on worker lost)."""
+    [trigger] = SCALED[f"{pool.value}-pool"]["spec"]["triggers"]
+    assert trigger["metadata"]["protocol"] == "http"
+    assert trigger["metadata"]["mode"] == "QueueLength"
+    grace = DEPLOYMENTS[f"{pool.value}-pool"]["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
+    assert grace > CAPACITY[pool.value]["longest_task_s"] > CAPACITY[pool.value]["service_time_s"]
+    from workers.app import make_celery
+
+    conf = make_celery(pool).conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+
+
 def test_payments_scales_first_and_fastest():
     def spec(pool: Pool) -> dict:
         return SCALED[f"{pool.value}-pool"]["spec"]
