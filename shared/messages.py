@@ -27,7 +27,6 @@ class OutgoingTask:
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    args: tuple[Any, ...] = ()
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     correlation_id: str | None = None
     priority_override: int | None = None
@@ -45,7 +44,7 @@ class OutgoingTask:
 
 def celery_body(task: OutgoingTask) -> bytes:
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return orjson.dumps([list(task.args), task.kwargs, embed])
+    return orjson.dumps([[], task.kwargs, embed])  # Celery wants positional args: none
 
 
 def celery_headers(task: OutgoingTask) -> dict[str, Any]:
@@ -62,7 +61,7 @@ def celery_headers(task: OutgoingTask) -> dict[str, Any]:
         "timelimit": [None, None],
         "root_id": task.id,
         "parent_id": None,
-        "argsrepr": repr(list(task.args)),
+        "argsrepr": "[]",
         "kwargsrepr": _kwargs_repr(task.kwargs),
         "origin": ORIGIN,
         "ignore_result": True,

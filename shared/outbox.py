@@ -131,17 +131,6 @@ class Outbox:
         log.info("outbox relay published %d task(s)", len(tasks))
         return len(tasks)
 
-    async def unpublished_count(self, db: Database) -> int:
-        async with db.sessions() as session:
-            return (
-                await session.scalar(
-                    select(func.count())
-                    .select_from(self.table)
-                    .where(self.table.c.published_at.is_(None))
-                )
-                or 0
-            )
-
 
 class Relay(Periodic):
     """Background loop re-publishing what the outbox still holds (one per API process).
