@@ -29,7 +29,6 @@ class OutgoingTask:
     kwargs: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     correlation_id: str | None = None
-    priority_override: int | None = None
 
     @property
     def queue(self) -> QueueName:
@@ -37,8 +36,6 @@ class OutgoingTask:
 
     @property
     def priority(self) -> int:
-        if self.priority_override is not None:
-            return self.priority_override
         return route_for(self.name).priority
 
 
