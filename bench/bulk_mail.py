@@ -71,7 +71,7 @@ async def publish_baseline(url: str, run: str, people: list[str], window: int = 
         exchange = await channel.get_exchange(TASK_EXCHANGE)
         for start in range(0, len(people), window):
             tasks = [
-                OutgoingTask(baseline.TASK, args=(run, index, email))
+                OutgoingTask(baseline.TASK, {"run": run, "subscriber_id": index, "email": email})
                 for index, email in enumerate(people[start : start + window], start)
             ]
             await asyncio.gather(*(exchange.publish(_message(t), baseline.QUEUE) for t in tasks))

@@ -143,10 +143,6 @@ class Settings(BaseSettings):
     # `make flower`'s basic auth, `user:password` (Flower's own variable); unset: one per run.
     flower_basic_auth: str | None = None
 
-    service_ports: dict[str, int] = Field(
-        default_factory=lambda: {"orders": 8001, "inventory": 8002, "notifications": 8003}
-    )
-
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.doorbuster_env == "production" and (unsafe := unsafe_settings(self)):

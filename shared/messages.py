@@ -27,10 +27,8 @@ class OutgoingTask:
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    args: tuple[Any, ...] = ()
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     correlation_id: str | None = None
-    priority_override: int | None = None
 
     @property
     def queue(self) -> QueueName:
@@ -38,14 +36,12 @@ class OutgoingTask:
 
     @property
     def priority(self) -> int:
-        if self.priority_override is not None:
-            return self.priority_override
         return route_for(self.name).priority
 
 
 def celery_body(task: OutgoingTask) -> bytes:
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return orjson.dumps([list(task.args), task.kwargs, embed])
+    return orjson.dumps([[], task.kwargs, embed])  # Celery wants positional args: none
 
 
 def celery_headers(task: OutgoingTask) -> dict[str, Any]:
@@ -62,7 +58,7 @@ def celery_headers(task: OutgoingTask) -> dict[str, Any]:
         "timelimit": [None, None],
         "root_id": task.id,
         "parent_id": None,
-        "argsrepr": repr(list(task.args)),
+        "argsrepr": "[]",
         "kwargsrepr": _kwargs_repr(task.kwargs),
         "origin": ORIGIN,
         "ignore_result": True,

@@ -53,7 +53,6 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("task_name", String(128), nullable=False),
         Column("kwargs", JSONB, nullable=False),
         Column("correlation_id", String(64)),
-        Column("priority", Integer),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -69,7 +68,6 @@ def outbox_values(task: OutgoingTask) -> dict[str, object]:
         "task_name": task.name,
         "kwargs": task.kwargs,
         "correlation_id": task.correlation_id,
-        "priority": task.priority_override,
     }
 
 
@@ -117,7 +115,6 @@ class Outbox:
                     kwargs=row.kwargs,
                     id=row.task_id,
                     correlation_id=row.correlation_id,
-                    priority_override=row.priority,
                 )
                 for row in rows
             ]
@@ -130,17 +127,6 @@ class Outbox:
             await self.mark_published(session, [task.id for task in tasks])
         log.info("outbox relay published %d task(s)", len(tasks))
         return len(tasks)
-
-    async def unpublished_count(self, db: Database) -> int:
-        async with db.sessions() as session:
-            return (
-                await session.scalar(
-                    select(func.count())
-                    .select_from(self.table)
-                    .where(self.table.c.published_at.is_(None))
-                )
-                or 0
-            )
 
 
 class Relay(Periodic):

@@ -63,10 +63,6 @@ def transition(order_id: str, current: str, target: OrderStatus) -> OrderStatus:
     return target
 
 
-def can_transition(current: str, target: OrderStatus) -> bool:
-    return target in TRANSITIONS.get(OrderStatus(current), frozenset())
-
-
 def new_order_id() -> str:
     return f"ord_{uuid.uuid4().hex}"
 

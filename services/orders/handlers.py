@@ -75,8 +75,8 @@ _PLACE = text(
         FROM claimed
         RETURNING *
     ), queued AS (
-        INSERT INTO outbox (task_id, task_name, kwargs, correlation_id, priority)
-        SELECT :task_id, :task_name, :kwargs, :correlation_id, :priority FROM placed
+        INSERT INTO outbox (task_id, task_name, kwargs, correlation_id)
+        SELECT :task_id, :task_name, :kwargs, :correlation_id FROM placed
     )
     SELECT lock.held, placed.* FROM lock LEFT JOIN placed ON true
     """

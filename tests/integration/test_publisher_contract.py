@@ -65,10 +65,7 @@ def read_records(output: Path, count: int, timeout: float = 60) -> list[dict]:
 async def test_celery_runs_our_messages_and_priority_overtakes_a_backlog(probe_vhost, tmp_path):
     publisher = Publisher(probe_vhost)
     await publisher.connect()
-    backlog = [
-        OutgoingTask(TaskName.CHARGE, {"order_id": f"ord_low_{n}"}, priority_override=1)
-        for n in range(BACKLOG)
-    ]
+    backlog = [OutgoingTask(TaskName.REFUND, {"order_id": f"ord_low_{n}"}) for n in range(BACKLOG)]
     urgent = OutgoingTask(
         TaskName.CHARGE, {"order_id": "ord_urgent"}, correlation_id="corr-contract"
     )
@@ -92,4 +89,4 @@ async def test_celery_runs_our_messages_and_priority_overtakes_a_backlog(probe_v
     assert first["correlation_id"] == "corr-contract"
     low = [record["kwargs"]["order_id"] for record in records[1:]]
     assert sorted(low) == sorted(task.kwargs["order_id"] for task in backlog)
-    assert {record["priority"] for record in records[1:]} == {1}
+    assert {record["priority"] for record in records[1:]} == {8}  # a refund's route

@@ -41,7 +41,7 @@ def task_for(queue: QueueName, order_id: str, sku: str) -> OutgoingTask:
         ),
         QueueName.TRANSACTIONAL: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail),
         # The bulk pool runs the notifications task module: a real task it would run.
-        QueueName.BULK: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail, priority_override=1),
+        QueueName.BULK: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail),
     }
     return calls[queue]
 

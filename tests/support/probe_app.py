@@ -28,6 +28,15 @@ app.conf.update(
 
 @app.task(name=TaskName.CHARGE, bind=True)
 def probe(self, *args, **kwargs) -> None:
+    _record(self, args, kwargs)
+
+
+@app.task(name=TaskName.REFUND, bind=True)
+def probe_refund(self, *args, **kwargs) -> None:
+    _record(self, args, kwargs)
+
+
+def _record(self, args, kwargs) -> None:
     record = {
         "args": list(args),
         "kwargs": kwargs,

@@ -1,4 +1,4 @@
-"""Building blocks of the HTTP input models: strict, bounded, storable.
+"""Building blocks of the input models (HTTP bodies, task payloads): strict, bounded, storable.
 
 `StrictModel` refuses unknown fields and type coercion ("1" is not 1, 1.0 is not 1), and any
 string holding a NUL or an unpaired surrogate (JSON allows both escaped; PostgreSQL and UTF-8

@@ -1,0 +1,21 @@
+"""outbox.priority goes: a message's priority is its route's, never a per-row override
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.drop_column("outbox", "priority")
+
+
+def downgrade() -> None:
+    op.add_column("outbox", sa.Column("priority", sa.Integer(), nullable=True))
