@@ -15,8 +15,9 @@ import logging
 from celery import Celery, current_app, signals
 from kombu import Exchange, Queue
 
-from shared.config import Settings, get_settings
-from shared.observability import configure_logging, init_sentry
+from shared.infra.observability import configure_logging, init_sentry
+from shared.infra.settings import Settings, get_settings
+from shared.infra.tls import celery_broker_ssl
 from shared.queues import (
     ROUTES,
     TASK_EXCHANGE,
@@ -25,7 +26,6 @@ from shared.queues import (
     queue_arguments,
     task_exchange_type,
 )
-from shared.tls import celery_broker_ssl
 from workers import metrics  # noqa: F401 - connects the metrics and probe signal handlers
 from workers.pools import POOLS, Pool, all_task_modules
 

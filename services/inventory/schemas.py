@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.web.validation import SINGLE_LINE, StrictModel
+from shared.input_models import SINGLE_LINE, StrictModel
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 

@@ -12,7 +12,7 @@ from services.orders import handlers, webhooks
 from services.orders.payments import TransientPaymentError
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
-from shared.observability import tag_order
+from shared.infra.observability import tag_order
 from shared.queues import QueueName
 from shared.web.auth import scope_to_filter
 from shared.web.deps import AppSettings, Runtime, StorefrontKey, UoW

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
 
 from services.orders.domain import OrderStatus
-from shared.web.validation import SINGLE_LINE, StrictModel
+from shared.input_models import SINGLE_LINE, StrictModel
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Stripe's payment method ids and test tokens: `pm_card_visa`, `pm_1Abc...`.

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from sentry_sdk.integrations import Integration
 
-from shared.config import Settings, load_settings
-from shared.metrics import OutboxLagMonitor
-from shared.observability import configure_logging, init_sentry
+from shared.infra.metrics import OutboxLagMonitor
+from shared.infra.observability import configure_logging, init_sentry
+from shared.infra.settings import Settings, load_settings
 from shared.runtime import ServiceRuntime
 from shared.web.auth import Auth
 from shared.web.guard import BodyLimit, RouteGuard

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from prometheus_client import Counter, Gauge
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.periodic import Periodic
 from shared.publisher import Publisher, PublisherUnavailable
 from shared.queues import QueueName

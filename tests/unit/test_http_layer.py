@@ -11,12 +11,12 @@ import warnings
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
-from shared.config import Settings
+from shared.infra.settings import Settings
+from shared.input_models import StrictModel
 from shared.queues import QueueName
 from shared.web.app import create_service_app
 from shared.web.deps import AdminKey, StorefrontKey
 from shared.web.shedding import QueueDepths, shed_if_backlogged
-from shared.web.validation import StrictModel
 from tests.support.production import production_settings
 
 with warnings.catch_warnings():

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from shared.config import Settings
-from shared.production import unsafe_settings
+from shared.infra.production import unsafe_settings
+from shared.infra.settings import Settings
 from shared.queues import DEAD_LETTER_EXCHANGE, TASK_EXCHANGE, QueueName, dead_letter_queue
 from workers.pools import POOLS, Pool
 
