@@ -184,7 +184,10 @@ class LimitSettings(DeploymentSettings):
     # Load shedding (shared/web/shedding.py): a route that feeds a queue answers 503 while more
     # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
     # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.
+    # Checkout sheds on the payments queue too: by depth (SHED_LIMIT_PAYMENTS), and while its
+    # oldest charge has waited longer than this fraction of RESERVATION_TIMEOUT_SECONDS.
     shed_limit_payments: int = Field(default=20_000, ge=0)
+    shed_payments_wait_fraction: float = Field(default=0.5, gt=0, le=1)
     shed_limit_orders: int = Field(default=50_000, ge=0)
     shed_limit_transactional: int = Field(default=20_000, ge=0)
     shed_limit_bulk: int = Field(default=1_000, ge=0)

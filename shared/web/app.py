@@ -22,7 +22,7 @@ from shared.web.middleware import install_telemetry
 from shared.web.openapi import install_openapi
 from shared.web.probes import install_probes
 from shared.web.problems import install_problem_handlers
-from shared.web.shedding import QueueDepths, watched_queues
+from shared.web.shedding import OldestWaits, QueueDepths, waited_queues, watched_queues
 
 log = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -58,12 +58,18 @@ def create_service_app(
         )
         app.state.queue_depths = depths
         depths.start()
+        waits = OldestWaits(
+            settings.rabbitmq_management_url, settings.rabbitmq_url, waited_queues(app)
+        )
+        app.state.oldest_waits = waits
+        waits.start()
         lag = OutboxLagMonitor(
             service, runtime.db, runtime.outbox, settings.outbox_lag_interval_seconds
         )
         lag.start()
         yield
         await lag.stop()
+        await waits.stop()
         await depths.stop()
         await runtime.stop()
 
