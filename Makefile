@@ -55,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 migrate: $(STAMP)
-	$(BIN)/python -m shared.migrate
+	$(BIN)/python -m shared.infra.migrate
 
 ## regenerate constraints.txt (the lock) from pyproject.toml in a throw-away venv
 lock:

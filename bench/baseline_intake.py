@@ -18,8 +18,8 @@ from sqlalchemy import insert
 
 from services.orders.db import orders
 from services.orders.schemas import OrderIn
-from shared.config import get_settings
-from shared.db import Database
+from shared.infra.db import Database
+from shared.infra.settings import get_settings
 
 
 def create_app() -> FastAPI:

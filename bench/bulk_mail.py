@@ -196,7 +196,7 @@ def rate_line(check: dict[str, float]) -> str:
 
 def stack_setting(name: str) -> object:
     """A setting as the bench's pools read it (their environment is the bench's)."""
-    from shared.config import get_settings
+    from shared.infra.settings import get_settings
 
     return getattr(get_settings(), name)
 

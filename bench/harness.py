@@ -79,7 +79,7 @@ class BenchStack:
         self.logs.mkdir(parents=True)
         self.env = bench_env(bulk_rate)
         py = sys.executable
-        subprocess.run([py, "-m", "shared.migrate", "notifications"], cwd=ROOT, env=self.env)
+        subprocess.run([py, "-m", "shared.infra.migrate", "notifications"], cwd=ROOT, env=self.env)
         sink = ["-m", "devtools.smtp_sink", "--port", str(SMTP_PORT)]
         self.start("smtp", [py, *sink, "--maildir", str(self.maildir)])
         app = "services.notifications.main:create_app"

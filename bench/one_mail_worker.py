@@ -16,8 +16,8 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from services.notifications.templates import CampaignMail
-from shared.aio import worker_loop
-from shared.config import Settings, get_settings
+from shared.infra.aio import worker_loop
+from shared.infra.settings import Settings, get_settings
 from shared.queues import TASK_EXCHANGE
 from workers.app import make_celery
 from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool

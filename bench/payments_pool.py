@@ -150,7 +150,7 @@ Fastest here: **{best.model.replace(":", " x ")}** ({best.rate:.0f} charges/s). 
 ~200 ms of waiting and a few ms of CPU, so throughput is `in-flight charges / 0.2 s` until the
 CPU runs out: prefork buys in-flight charges with whole processes (memory, a connection pool
 each), `threads` with threads sharing one event loop and one connection pool
-(`shared/aio.py`). The payments profile runs `{default.model}` with
+(`shared/infra/aio.py`). The payments profile runs `{default.model}` with
 {default.concurrency} threads per process by default and scales out by processes (KEDA);
 `-c` raises the threads of one process when a provider is slower.
 """

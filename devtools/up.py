@@ -26,7 +26,7 @@ from honcho.printer import Message, Printer
 
 from devtools.plan import Ports, Process, parse_pools, plan
 from devtools.readiness import wait_until_ready
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The emulator's charges outlive a restart of `make up`, as Stripe's do (`make reset` empties it).
@@ -117,7 +117,7 @@ def local_endpoints(ports: Ports, with_emulator: bool, with_sink: bool) -> dict[
 def main() -> None:
     started = time.monotonic()
     ensure_dependencies()
-    subprocess.run([sys.executable, "-m", "shared.migrate"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "shared.infra.migrate"], check=True, cwd=ROOT)
     ports = ports_from_env()
     with_emulator = "STRIPE_API_BASE" not in os.environ
     with_sink = "SMTP_HOST" not in os.environ

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 
 
 class CampaignError(RuntimeError):

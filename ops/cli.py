@@ -17,7 +17,7 @@ from celery import Celery
 from ops import campaigns, dlq, pools, queues
 from ops.rabbit import Management, vhost_of
 from ops.render import emit
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 from workers.pools import Pool
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)

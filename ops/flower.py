@@ -21,7 +21,7 @@ from urllib.parse import quote
 from celery.bin.celery import main as celery_main
 from flower.utils import broker
 
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 from workers.app import flower_app
 
 app = flower_app()

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import Database
+from shared.infra.db import Database
 from shared.messages import OutgoingTask
 from shared.periodic import Periodic
 from shared.publisher import Publisher, PublisherUnavailable

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from sqlalchemy import Table
 
-from shared.config import Settings, get_settings
-from shared.db import Database
+from shared.infra.db import Database
+from shared.infra.settings import Settings, get_settings
+from shared.infra.tls import broker_ssl_context
 from shared.outbox import Dispatcher, Outbox, Relay
 from shared.publisher import Publisher
-from shared.tls import broker_ssl_context
 from shared.uow import UnitOfWork
 
 

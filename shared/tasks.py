@@ -24,10 +24,10 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 from pydantic import BaseModel, ValidationError
 
-from shared.aio import worker_loop
-from shared.db import is_transient
+from shared.infra.aio import worker_loop
+from shared.infra.db import is_transient
+from shared.infra.observability import set_correlation_id, tag_order
 from shared.messages import CORRELATION_HEADER
-from shared.observability import set_correlation_id, tag_order
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)

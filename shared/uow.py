@@ -10,9 +10,9 @@ from sqlalchemy import Executable
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Database
+from shared.infra.db import Database
+from shared.infra.observability import current_correlation_id
 from shared.messages import OutgoingTask
-from shared.observability import current_correlation_id
 from shared.outbox import Dispatcher, Outbox
 
 

@@ -14,7 +14,7 @@ import argparse
 import os
 import socket
 
-from shared.config import get_settings, load_settings
+from shared.infra.settings import get_settings, load_settings
 from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool, metrics_port
 
 

@@ -15,8 +15,9 @@ import logging
 from celery import Celery, current_app, signals
 from kombu import Exchange, Queue
 
-from shared.config import Settings, get_settings
-from shared.observability import configure_logging, init_sentry
+from shared.infra.observability import configure_logging, init_sentry
+from shared.infra.settings import Settings, get_settings
+from shared.infra.tls import celery_broker_ssl
 from shared.queues import (
     ROUTES,
     TASK_EXCHANGE,
@@ -25,7 +26,6 @@ from shared.queues import (
     queue_arguments,
     task_exchange_type,
 )
-from shared.tls import celery_broker_ssl
 from workers import metrics  # noqa: F401 - connects the metrics and probe signal handlers
 from workers.pools import POOLS, Pool, all_task_modules
 
@@ -52,7 +52,7 @@ def _sentry(**_: object) -> None:
     init_sentry(get_settings(), "worker", [CeleryIntegration()])
 
 
-def celery_queues(queue_type: str) -> list[Queue]:
+def celery_queues(queue_type: str, declare: bool = True) -> list[Queue]:
     exchange = Exchange(TASK_EXCHANGE, type=task_exchange_type(queue_type), durable=True)
     return [
         Queue(
@@ -61,6 +61,7 @@ def celery_queues(queue_type: str) -> list[Queue]:
             routing_key=queue.value,
             durable=True,
             queue_arguments=queue_arguments(queue, queue_type),
+            no_declare=not declare,
         )
         for queue in QueueName
     ]
@@ -115,10 +116,16 @@ def flower_app() -> Celery:
     return make_celery(None)
 
 
-def beat_app() -> Celery:
-    """The scheduler: one per deployment, it only publishes the periodic tasks."""
-    settings = get_settings()
+def beat_app(settings: Settings | None = None) -> Celery:
+    """The scheduler: one per deployment, it only publishes the periodic tasks.
+
+    It declares nothing: Celery would declare each task's queue before publishing, and
+    declaring a queue with a dead-letter exchange needs read (consume) permission on it
+    (RabbitMQ checks the DLX). The APIs and pools declare the topology; beat's broker user
+    may only write to doorbuster.tasks (deploy/k8s/base/rabbitmq-users.yaml)."""
+    settings = settings or get_settings()
     app = make_celery(None, settings)
+    app.conf.task_queues = celery_queues(settings.queue_type, declare=False)
     app.conf.beat_schedule = {
         TaskName.EXPIRE_RESERVATIONS.value: {
             "task": TaskName.EXPIRE_RESERVATIONS.value,

@@ -31,7 +31,7 @@ from typing import Any
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 from workers.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)

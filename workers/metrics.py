@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 from shared.messages import PUBLISHED_AT_HEADER
 from shared.queues import ROUTES, TaskName
 from workers.pools import POOLS, Pool, tasks_of

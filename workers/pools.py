@@ -7,8 +7,8 @@ writes, so `inventory.reserve` runs on the orders pool as inventory code). `pyth
 <pool>`, `make up` (devtools/plan.py), `doorbuster pools`, the benchmarks and the tests of the
 Kubernetes and compose manifests all read this table; nothing else says what a pool runs.
 
-Tasks do their I/O on the process's event loop (`shared.aio`), so a `threads` pool is cheap and
-one process per worker keeps one connection pool and one metrics endpoint per process. The
+Tasks do their I/O on the process's event loop (`shared.infra.aio`), so a `threads` pool is cheap
+and one process per worker keeps one connection pool and one metrics endpoint per process. The
 numbers are defaults: `python -m workers <pool> -c N -P MODEL` overrides them.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.queues import ROUTES, QueueName, TaskName
 
 

@@ -45,7 +45,7 @@ def start(folder: Path, pids: dict[str, int], seconds: float) -> list[subprocess
 def library(path: str) -> str:
     """The library a frame's file belongs to. py-spy names files relative to their sys.path
     entry (`asyncpg/connection.py`, `selectors.py`, `services/orders/handlers.py`): a package
-    or stdlib module is its first part; ours keep two parts (`services.orders`, `shared.db`)."""
+    or stdlib module is its first part; ours keep two parts (`services.orders`, `shared.infra`)."""
     parts = Path(path).parts
     for top in OURS:
         if top in parts:

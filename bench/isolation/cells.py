@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 
 OURS, SINGLE = "ours", "single-queue"
 BULK_RATE: float = Settings.model_fields["bulk_mail_rate_per_second"].default

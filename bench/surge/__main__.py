@@ -34,7 +34,7 @@ from bench.surge import journal, launch, profile, report, seed, settle, target
 from bench.surge.depths import DepthSampler
 from ops.audit import render as render_audit
 from ops.audit import run_audit
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_RETRIES = 3

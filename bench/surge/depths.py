@@ -22,7 +22,7 @@ import aio_pika
 import httpx
 
 from bench.surge import journal
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.queues import QueueName, dead_letter_queue
 
 QUEUES = [str(queue) for queue in QueueName] + [dead_letter_queue(queue) for queue in QueueName]

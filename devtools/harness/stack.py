@@ -22,7 +22,7 @@ import asyncpg
 
 from devtools.plan import Ports, Process, plan
 from devtools.readiness import answers
-from shared.config import Settings
+from shared.infra.settings import Settings
 from workers.pools import Pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +213,7 @@ def build_stack(
     asyncio.run(drop_test_databases(site))
     new_vhost(site.vhost)
     env = test_env(site)
-    subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "shared.infra.migrate"], cwd=ROOT, env=env, check=True)
     maildir = ROOT / "var" / f"test-mail{site.folder_suffix}"
     logs = ROOT / "var" / f"test-logs{site.folder_suffix}"
     shutil.rmtree(maildir, ignore_errors=True)

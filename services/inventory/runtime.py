@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.inventory.db import outbox
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.runtime import ServiceRuntime, WorkerRuntime
 
 SERVICE = "inventory"

@@ -22,8 +22,8 @@ from services.notifications.db import notifications
 from services.notifications.mailer import MailDeliveryError, Mailer
 from services.notifications.templates import render_order_mail
 from shared.contracts import SendOrderMail
-from shared.db import is_transient
-from shared.observability import mask_email
+from shared.infra.db import is_transient
+from shared.infra.observability import mask_email
 from shared.tasks import current_attempt
 from shared.uow import UnitOfWork
 

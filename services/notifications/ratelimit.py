@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from shared.db import Database
+from shared.infra.db import Database
 
 
 @dataclass(frozen=True)

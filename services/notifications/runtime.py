@@ -9,7 +9,7 @@ from services.notifications.domain import chunk_size
 from services.notifications.mailer import Mailer
 from services.notifications.ratelimit import bulk_limiter
 from services.notifications.smtp_security import SmtpSecurity
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.runtime import ServiceRuntime, WorkerRuntime
 
 

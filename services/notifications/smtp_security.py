@@ -1,6 +1,6 @@
 """STARTTLS and AUTH towards a real relay, for order mail (aiosmtplib) and campaign batches
 (our pipelining client) alike. Locally the sink takes plain SMTP; production refuses a
-non-loopback relay without STARTTLS (shared/production.py)."""
+non-loopback relay without STARTTLS (shared/infra/production.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 
 
 @dataclass(frozen=True)

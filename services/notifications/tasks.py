@@ -10,8 +10,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from services.notifications import batches, handlers
 from services.notifications.mailer import MailDeliveryError
 from services.notifications.runtime import worker_runtime
-from shared.config import Settings, get_settings
 from shared.contracts import CampaignBatch, SendOrderMail
+from shared.infra.settings import Settings, get_settings
 from shared.queues import TaskName
 from shared.tasks import task
 

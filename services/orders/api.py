@@ -12,14 +12,14 @@ from services.orders import handlers, webhooks
 from services.orders.payments import TransientPaymentError
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
-from shared.observability import tag_order
+from shared.infra.observability import tag_order
 from shared.queues import QueueName
 from shared.web.auth import scope_to_filter
 from shared.web.deps import AppSettings, Runtime, StorefrontKey, UoW
 from shared.web.openapi import DOCUMENT_AS_REQUIRED
 from shared.web.pagination import decode_cursor, encode_cursor
 from shared.web.problems import Problem
-from shared.web.shedding import shed_if_backlogged
+from shared.web.shedding import shed_if_backlogged, shed_if_charges_wait
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 IdempotencyKey = Annotated[
@@ -65,8 +65,12 @@ def _not_found(order_id: str) -> Problem:
 @router.post(
     "",
     status_code=202,
-    # Checkout sheds last: the orders queue has the highest limit (docs/api.md).
-    dependencies=[Depends(shed_if_backlogged(QueueName.ORDERS))],
+    # Checkout sheds last: the orders queue has the highest limit (docs/api.md); and while
+    # the charges it leads to wait so long that its reservation would likely expire first.
+    dependencies=[
+        Depends(shed_if_backlogged(QueueName.ORDERS, QueueName.PAYMENTS)),
+        Depends(shed_if_charges_wait()),
+    ],
     response_model=Order,
     responses={
         400: {"description": "Idempotency-Key missing"},

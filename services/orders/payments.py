@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import stripe
 
-from shared.config import Settings
-from shared.observability import current_correlation_id
+from shared.infra.observability import current_correlation_id
+from shared.infra.settings import Settings
 
 
 class TransientPaymentError(Exception):

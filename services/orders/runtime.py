@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.orders.db import outbox
 from services.orders.payments import StripeGateway
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.runtime import ServiceRuntime, WorkerRuntime
 
 

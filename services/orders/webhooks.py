@@ -24,7 +24,7 @@ from sqlalchemy.engine import RowMapping
 from services.orders.billing import changes, settle_charge
 from services.orders.payments import ProviderIntent, StripeGateway
 from services.orders.repository import OrderNotFound, read_order
-from shared.observability import set_correlation_id, tag_order
+from shared.infra.observability import set_correlation_id, tag_order
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from sentry_sdk.integrations import Integration
 
-from shared.config import Settings, load_settings
-from shared.metrics import OutboxLagMonitor
-from shared.observability import configure_logging, init_sentry
+from shared.infra.metrics import OutboxLagMonitor
+from shared.infra.observability import configure_logging, init_sentry
+from shared.infra.settings import Settings, load_settings
 from shared.runtime import ServiceRuntime
 from shared.web.auth import Auth
 from shared.web.guard import BodyLimit, RouteGuard
@@ -22,7 +22,7 @@ from shared.web.middleware import install_telemetry
 from shared.web.openapi import install_openapi
 from shared.web.probes import install_probes
 from shared.web.problems import install_problem_handlers
-from shared.web.shedding import QueueDepths, watched_queues
+from shared.web.shedding import OldestWaits, QueueDepths, waited_queues, watched_queues
 
 log = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -58,6 +58,11 @@ def create_service_app(
         )
         app.state.queue_depths = depths
         depths.start()
+        waits = OldestWaits(
+            settings.rabbitmq_management_url, settings.rabbitmq_url, waited_queues(app)
+        )
+        app.state.oldest_waits = waits
+        waits.start()
         lag = OutboxLagMonitor(
             service,
             runtime.db,
@@ -68,6 +73,7 @@ def create_service_app(
         lag.start()
         yield
         await lag.stop()
+        await waits.stop()
         await depths.stop()
         await runtime.stop()
 

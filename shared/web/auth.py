@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.web.problems import Problem
 
 

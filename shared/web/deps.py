@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.runtime import ServiceRuntime
 from shared.uow import UnitOfWork
 from shared.web.auth import require_admin, require_storefront

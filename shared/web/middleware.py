@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.observability import set_correlation_id
+from shared.infra.observability import set_correlation_id
 
 log = structlog.get_logger("doorbuster.access")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db import is_transient
+from shared.infra.db import is_transient
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -130,7 +130,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """What a worker would retry (shared.db.is_transient: a restart's "shutting down", an
+    """What a worker would retry (shared.infra.db.is_transient: a restart's "shutting down", an
     admin shutdown that cut the session) is a 503 here: the request changed nothing."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import aio_pika
 import httpx
@@ -24,6 +25,7 @@ SHED_VHOST = f"{VHOST}-degraded"
 STOREFRONT_KEY, ADMIN_KEY = "sf-iso-secret-7f3a", "ad-iso-secret-91bc"
 STOREFRONT = {"Authorization": f"Bearer {STOREFRONT_KEY}"}
 SHED_LIMIT = 5
+RESERVATION_TIMEOUT = 120  # checkout sheds while the oldest charge waited over 60 s
 RETRY_AFTER = "3"
 EMAIL = "degraded.customer@example.com"
 # A storefront key lists the orders of one customer (the unfiltered list is admin only).
@@ -53,6 +55,8 @@ def orders_api(stack: Stack, db_proxy: CuttableProxy) -> Iterator[ApiProcess]:
         ),
         "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:5672/{SHED_VHOST}",
         "SHED_LIMIT_ORDERS": str(SHED_LIMIT),
+        "RESERVATION_TIMEOUT_SECONDS": str(RESERVATION_TIMEOUT),
+        "SHED_PAYMENTS_WAIT_FRACTION": "0.5",
         "SHED_REFRESH_SECONDS": "0.2",
         "SHED_RETRY_AFTER_SECONDS": RETRY_AFTER,
         # Its relay shares the stack's outbox table: keep it off the stack's rows.
@@ -141,13 +145,16 @@ async def _status(client: httpx.AsyncClient, path: str, expected: int) -> bool:
     return (await client.get(path)).status_code == expected
 
 
-async def fill(queue: QueueName, count: int) -> None:
+async def fill(queue: QueueName, count: int, waited: float = 0) -> None:
+    """`count` messages stamped as published `waited` seconds ago."""
     connection = await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:5672/{SHED_VHOST}")
+    stamp = datetime.fromtimestamp(time.time() - waited, UTC)
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(TASK_EXCHANGE)
         for _ in range(count):
-            await exchange.publish(aio_pika.Message(b"[[], {}, {}]"), routing_key=queue.value)
+            message = aio_pika.Message(b"[[], {}, {}]", timestamp=stamp)
+            await exchange.publish(message, routing_key=queue.value)
     finally:
         await connection.close()
 
@@ -183,6 +190,40 @@ async def test_checkout_sheds_while_its_queue_is_past_the_limit(client: httpx.As
         return (await place(client)).status_code == 202
 
     await wait_for(accepted, timeout=10, what="202 once the queue drained")
+
+
+async def test_checkout_sheds_while_the_oldest_charge_has_waited_too_long(
+    client: httpx.AsyncClient,
+):
+    """One charge, far below SHED_LIMIT_PAYMENTS, but waiting for longer than half the
+    reservation timeout: an order accepted now would likely expire before it is charged."""
+    purge(QueueName.PAYMENTS)
+    purge(QueueName.ORDERS)
+    assert (await place(client)).status_code == 202
+    await fill(QueueName.PAYMENTS, 1, waited=RESERVATION_TIMEOUT * 0.75)
+
+    async def shed() -> bool:
+        purge(QueueName.ORDERS)  # the orders each 202 sends are not this test's backlog
+        response = await place(client)
+        if response.status_code == 202:
+            return False
+        assert_unavailable(response)
+        assert response.headers["retry-after"] == RETRY_AFTER
+        assert "Payments are" in response.json()["detail"]
+        return True
+
+    # The management API's statistics are refreshed every 5 s.
+    await wait_for(shed, timeout=20, what="503 while the oldest charge waits too long")
+    purge(QueueName.PAYMENTS)
+    await fill(QueueName.PAYMENTS, 1, waited=RESERVATION_TIMEOUT * 0.25)
+
+    async def accepted() -> bool:
+        purge(QueueName.ORDERS)
+        return (await place(client)).status_code == 202
+
+    await wait_for(accepted, timeout=20, what="202 once the oldest charge is recent")
+    purge(QueueName.PAYMENTS)
+    purge(QueueName.ORDERS)
 
 
 async def test_production_keys_work_dev_keys_do_not_and_neither_reaches_the_log(

@@ -30,7 +30,7 @@ from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, rabbitmqctl
 from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 from shared.queues import TASK_EXCHANGE, QueueName
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from devtools.harness.stack import SLOT, VHOST, rabbitmqctl
-from shared.config import Settings
+from shared.infra.settings import Settings
+from shared.infra.tls import broker_ssl_context
 from shared.messages import OutgoingTask
 from shared.publisher import Publisher
 from shared.queues import TaskName
-from shared.tls import broker_ssl_context
 from tests.support.certs import Certs, make_certs
 from tests.support.isolated import fresh_vhost
 from tests.support.tls_proxy import TlsProxy

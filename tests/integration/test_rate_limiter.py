@@ -13,7 +13,7 @@ import pytest
 from devtools.harness.stack import DB_PREFIX, PG_SERVER
 from services.notifications.db import rate_buckets
 from services.notifications.ratelimit import PostgresTokenBucket
-from shared.db import Database, create_database_if_missing
+from shared.infra.db import Database, create_database_if_missing
 
 URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}_ratelimit"
 RATE, CHUNK, SECONDS, TAKERS = 200.0, 10, 3.0, 3

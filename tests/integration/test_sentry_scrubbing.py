@@ -13,8 +13,8 @@ import sentry_sdk
 from celery import Celery
 from fastapi import APIRouter
 
-from shared.config import Settings
-from shared.observability import init_sentry
+from shared.infra.observability import init_sentry
+from shared.infra.settings import Settings
 from shared.web.app import create_service_app
 from tests.support.sentry_stub import SentryStub
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
 
 from devtools.harness.stack import DB_PREFIX, PG_SERVER
-from shared.db import Database, create_database_if_missing
+from shared.infra.db import Database, create_database_if_missing
 from shared.outbox import Dispatcher, Outbox, outbox_table
 from shared.publisher import Publisher
 from shared.uow import UnitOfWork

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 
 PRODUCTION_READY: dict[str, Any] = {
     "doorbuster_env": "production",

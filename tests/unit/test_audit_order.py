@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 
 from ops import audit
-from shared.config import Settings
+from shared.infra.settings import Settings
 
 
 class Timeline:

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.inventory.runtime import make_runtime
-from shared.config import Settings
-from shared.tls import broker_ssl_context, celery_broker_ssl
+from shared.infra.settings import Settings
+from shared.infra.tls import broker_ssl_context, celery_broker_ssl
 from tests.support.certs import make_certs
 from workers.app import make_celery
 from workers.pools import Pool

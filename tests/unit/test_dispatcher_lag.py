@@ -80,7 +80,7 @@ async def test_the_relay_waits_out_its_dispatcher_s_backlog():
 async def test_the_dispatcher_lag_is_exported_per_service_at_scrape_time():
     from prometheus_client import REGISTRY
 
-    from shared.metrics import OutboxLagMonitor
+    from shared.infra.metrics import OutboxLagMonitor
 
     publisher = SlowPublisher()
     dispatcher = Dispatcher(NoMarks(), AutocommitDb(), publisher)

@@ -11,7 +11,7 @@ import warnings
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.models import StrictModel
 from shared.queues import QueueName
 from shared.web.app import create_service_app

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from shared.config import Settings
-from shared.production import unsafe_settings
+from shared.infra.production import unsafe_settings
+from shared.infra.settings import Settings
 from shared.queues import DEAD_LETTER_EXCHANGE, TASK_EXCHANGE, QueueName, dead_letter_queue
 from workers.pools import POOLS, Pool
 
@@ -50,6 +50,7 @@ def of_kind(kind: str) -> dict[str, dict]:
 
 
 DEPLOYMENTS = of_kind("Deployment")
+SCHEDULER = "beat"  # the periodic tasks' Deployment: no HTTP, so no probes
 SCALED = of_kind("ScaledObject")
 CAPACITY = yaml.safe_load((DEPLOY / "capacity.yaml").read_text())["pools"]
 
@@ -87,18 +88,16 @@ def test_the_production_overlay_builds_with_kustomize():
 def test_a_deployment_per_service_and_per_pool():
     expected = {f"{name}-api" for name in ("orders", "inventory", "notifications")}
     expected |= {f"{pool.value}-pool" for pool in Pool}
-    assert set(DEPLOYMENTS) == expected
+    assert set(DEPLOYMENTS) == expected | {SCHEDULER}
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
-def test_every_deployment_has_probes_resources_and_a_locked_down_container(name):
+def test_every_deployment_has_resources_and_a_locked_down_container(name):
     pod = DEPLOYMENTS[name]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
     for container in pod["containers"]:
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
         resources = container["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
             resources["limits"]
@@ -110,6 +109,14 @@ def test_every_deployment_has_probes_resources_and_a_locked_down_container(name)
         assert {"configMapRef": {"name": "doorbuster-config"}} in container["envFrom"]
         assert {"secretRef": {"name": "doorbuster-secrets"}} in container["envFrom"]
         assert not any("value" in env and "KEY" in env["name"] for env in container.get("env", []))
+
+
+@pytest.mark.parametrize("name", sorted(set(DEPLOYMENTS) - {SCHEDULER}))
+def test_every_http_serving_deployment_is_probed(name):
+    for container in DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"]:
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
@@ -304,7 +311,7 @@ def test_each_process_has_its_own_broker_user():
     assert set(users.values()) == set(of_kind("User")) == set(of_kind("Permission"))
 
 
-@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+@pytest.mark.parametrize("name", sorted(set(DEPLOYMENTS) - {SCHEDULER}))
 def test_a_process_declares_and_publishes_its_topology_and_reads_only_its_own_queue(name):
     allowed = permissions_of(broker_user_of(containers()[name]))
     for resource in TOPOLOGY:  # declare_topology: declare (configure) and bind (write, read)
@@ -346,3 +353,34 @@ def test_only_the_pools_use_celerys_delayed_delivery_topology(name):
         for verb in ("configure", "write", "read"):
             assert bool(allowed[verb].search(resource)) == is_pool, (name, verb, resource)
     assert not allowed["configure"].search("celery_delayed_28")
+
+
+def test_the_periodic_tasks_run_exactly_once_at_a_time():
+    """One scheduler: a single replica no autoscaler owns, replaced by stopping it first
+    (`Recreate`; a RollingUpdate runs old and new together), and no other process runs beat."""
+    beat = DEPLOYMENTS[SCHEDULER]["spec"]
+    assert beat["replicas"] == 1
+    assert beat["strategy"] == {"type": "Recreate"}
+    assert not [s for s in SCALED.values() if s["spec"]["scaleTargetRef"]["name"] == SCHEDULER]
+    assert not of_kind("HorizontalPodAutoscaler")
+    schedulers = [
+        name
+        for name, container in containers().items()
+        if container["command"][:4] == ["python", "-m", "workers", "beat"]
+    ]
+    assert schedulers == [SCHEDULER]
+    container = beat["template"]["spec"]["containers"][0]
+    schedule = container["command"][container["command"].index("--schedule") + 1]
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert any(schedule.startswith(f"{mount}/") for mount in mounts), "read-only root"
+
+
+def test_the_scheduler_may_only_publish_to_the_task_exchange():
+    allowed = permissions_of(broker_user_of(containers()[SCHEDULER]))
+    assert allowed["write"].search(TASK_EXCHANGE)
+    resources = [*TOPOLOGY, *DELAYED_DELIVERY, "celery.pidbox", "celeryev", "some.other.queue"]
+    for verb in ("configure", "write", "read"):
+        granted = [r for r in resources if allowed[verb].search(r) and r != TASK_EXCHANGE]
+        assert granted == [], verb
+    assert not allowed["configure"].search(TASK_EXCHANGE)
+    assert not allowed["read"].search(TASK_EXCHANGE)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 
 from services.notifications.api import router as notifications_router
 from services.orders.api import router as orders_router
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.web.app import create_service_app
 from shared.web.auth import scope_to_filter
 from shared.web.deps import StorefrontKey

@@ -4,9 +4,9 @@ tag and a log field; published messages carry their publish time."""
 import sentry_sdk
 import structlog
 
-from shared.config import Settings
+from shared.infra.observability import init_sentry, tag_order
+from shared.infra.settings import Settings
 from shared.messages import PUBLISHED_AT_HEADER, OutgoingTask
-from shared.observability import init_sentry, tag_order
 from shared.publisher import _message
 from shared.queues import TaskName
 
@@ -50,7 +50,7 @@ def test_a_published_message_carries_its_publish_time():
 def test_one_access_line_per_request_uvicorn_s_own_access_log_stays_off():
     import logging
 
-    from shared.observability import configure_logging
+    from shared.infra.observability import configure_logging
 
     configure_logging("test", "INFO", json=True)
     try:
@@ -66,7 +66,7 @@ def test_task_lines_carry_their_duration(capsys):
     import json
     import logging
 
-    from shared.observability import configure_logging
+    from shared.infra.observability import configure_logging
 
     configure_logging("test", "INFO", json=True)
     try:

@@ -11,7 +11,7 @@ import pytest
 from ops import campaigns, dlq
 from ops.rabbit import vhost_of
 from ops.render import table
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.messages import PUBLISHED_AT_HEADER
 
 
@@ -175,7 +175,7 @@ def test_an_unreachable_management_api_is_one_line_and_exit_1(monkeypatch):
     from typer.testing import CliRunner
 
     from ops.cli import app
-    from shared.config import get_settings
+    from shared.infra.settings import get_settings
 
     monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", "http://guest:secret@127.0.0.1:9")
     get_settings.cache_clear()

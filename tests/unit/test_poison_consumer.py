@@ -7,7 +7,7 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
 from prometheus_client import REGISTRY
 
-from shared.config import get_settings
+from shared.infra.settings import get_settings
 from workers.consumer import DeadLetteringConsumer
 
 

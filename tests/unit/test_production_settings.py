@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from tests.support.production import PRODUCTION_READY as SAFE
 
 UNSAFE = [

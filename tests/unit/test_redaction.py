@@ -9,8 +9,8 @@ import logging
 import pytest
 import structlog
 
-from shared.observability import configure_logging
-from shared.redact import redact_text
+from shared.infra.observability import configure_logging
+from shared.infra.redact import redact_text
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from shared.db import is_transient
+from shared.infra.db import is_transient
 from shared.web.problems import classify
 
 

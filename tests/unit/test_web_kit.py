@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from shared.config import Settings
+from shared.infra.settings import Settings
 from shared.web.app import create_service_app
 from shared.web.auth import Auth
 from shared.web.deps import AdminKey, AppSettings, StorefrontKey, UoW

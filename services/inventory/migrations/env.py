@@ -1,6 +1,6 @@
 """Alembic environment of the inventory service (its own database)."""
 
 from services.inventory.db import metadata
-from shared.migrate import run_env
+from shared.infra.migrate import run_env
 
 run_env(metadata)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from prometheus_client import Gauge
 from sqlalchemy import func, select
 
-from shared.db import Database
+from shared.infra.db import Database
 from shared.outbox import Dispatcher, Outbox
 from shared.periodic import Periodic
 

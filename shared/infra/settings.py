@@ -1,7 +1,11 @@
-"""Settings, read once per process from the environment (12-factor).
+"""Settings, read once per process from the environment (12-factor), one class per concern.
 
-Every other module asks `get_settings()`; nothing else reads `os.environ`. Local defaults make
-`make up` work on a laptop; `DOORBUSTER_ENV=production` refuses the unsafe ones.
+Every concern (broker, database, Stripe, SMTP, mail, HTTP keys, HTTP limits, order flow,
+observability, ops) is a `BaseSettings` of its own that reads only its variables, so a module
+can ask for the one it needs (`broker_ssl_context(BrokerSettings)`). `Settings` composes them
+for the processes of this image: every service and pool reads the same ConfigMap. Every other
+module asks `get_settings()`; nothing else reads `os.environ`. Local defaults make `make up`
+work on a laptop; `DOORBUSTER_ENV=production` refuses the unsafe ones (shared/infra/production.py).
 """
 
 from __future__ import annotations
@@ -13,33 +17,49 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from shared.production import (
+from shared.infra.production import (
     DEV_ADMIN_KEY,
     DEV_STOREFRONT_KEY,
     DEV_STRIPE_API_KEY,
     DEV_WEBHOOK_SECRET,
+    split_keys,
     unsafe_settings,
 )
-from shared.production import split_keys as _split_keys
 
 SERVICES = ("orders", "inventory", "notifications")
 
 
-class Settings(BaseSettings):
+class DeploymentSettings(BaseSettings):
+    """What every concern knows: which kind of deployment this is."""
+
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     doorbuster_env: Literal["development", "test", "production"] = "development"
 
+
+class BrokerSettings(DeploymentSettings):
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     # "classic" (local and tests: RabbitMQ 3.10, x-max-priority) or "quorum" (4.3+ clusters).
     queue_type: Literal["classic", "quorum"] = "classic"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     # TLS to the broker (`amqps://` URLs): a CA to verify it, and a client certificate and key
-    # where it asks for one. Both the aio-pika publisher and Celery use them (shared/tls.py).
+    # where it asks for one. Both the aio-pika publisher and Celery use them (shared/infra/tls.py).
     rabbitmq_ca_file: str | None = None
     rabbitmq_cert_file: str | None = None
     rabbitmq_key_file: str | None = None
 
+    @model_validator(mode="after")
+    def _broker_tls_files_in_pairs(self) -> BrokerSettings:
+        if bool(self.rabbitmq_cert_file) != bool(self.rabbitmq_key_file):
+            raise ValueError("RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE go together")
+        return self
+
+    @property
+    def broker_uses_tls(self) -> bool:
+        return self.rabbitmq_url.startswith("amqps://")
+
+
+class DatabaseSettings(DeploymentSettings):
     # One server URL; each service gets its own database `<name>_<service>` on it, unless
     # its own URL is given (ORDERS_DATABASE_URL, ...).
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/doorbuster"
@@ -53,11 +73,27 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 0
 
+    def service_database_url(self, service: str) -> str:
+        """The async SQLAlchemy URL of one service's own database."""
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}")
+        own = getattr(self, f"{service}_database_url")
+        if own:
+            return own
+        base = make_url(self.database_url)
+        return base.set(database=f"{base.database or 'doorbuster'}_{service}").render_as_string(
+            hide_password=False
+        )
+
+
+class StripeSettings(DeploymentSettings):
     stripe_api_base: str = "http://127.0.0.1:12111"
     stripe_api_key: str = DEV_STRIPE_API_KEY
     stripe_webhook_secret: str = DEV_WEBHOOK_SECRET
     stripe_timeout_seconds: float = 10.0
 
+
+class SmtpSettings(DeploymentSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     mail_from: str = "Doorbuster <orders@doorbuster.test>"
@@ -68,6 +104,16 @@ class Settings(BaseSettings):
     smtp_ca_file: str | None = None
     smtp_username: str | None = None
     smtp_password: str | None = None
+
+    @model_validator(mode="after")
+    def _smtp_auth_in_pairs(self) -> SmtpSettings:
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD go together")
+        return self
+
+
+class MailSettings(DeploymentSettings):
+    """Retries of transactional mail, campaign batches and the bulk pool's rate limits."""
 
     # Transactional mail is retried with exponential backoff while SMTP fails, then
     # dead-lettered and shown as `failed`. Celery takes whole seconds for both (factor >= 1).
@@ -93,16 +139,39 @@ class Settings(BaseSettings):
     bulk_mail_rate_per_second: float = Field(default=200.0, ge=0)
     bulk_mail_burst: float | None = Field(default=None, gt=0)
 
-    sentry_dsn: str | None = None
+
+class ApiKeySettings(DeploymentSettings):
+    """The HTTP callers' keys: comma-separated; none configured means the development keys."""
+
     storefront_api_keys: str = ""
     admin_api_keys: str = ""
 
-    # How long an order may hold reserved units before the sweep releases them.
-    reservation_timeout_seconds: int = 15 * 60
-    reservation_sweep_interval_seconds: float = 30.0
-    # The outbox relay re-publishes rows older than this that were not confirmed right after commit.
-    outbox_relay_interval_seconds: float = 1.0
-    outbox_relay_grace_seconds: float = 2.0
+    @property
+    def storefront_keys_configured(self) -> bool:
+        return bool(split_keys(self.storefront_api_keys))
+
+    @property
+    def admin_keys_configured(self) -> bool:
+        return bool(split_keys(self.admin_api_keys))
+
+    @property
+    def development_keys(self) -> bool:
+        """True when no keys are configured and the dev keys are accepted."""
+        return not (self.storefront_keys_configured or self.admin_keys_configured)
+
+    def storefront_keys(self) -> tuple[str, ...]:
+        if self.development_keys:
+            return (DEV_STOREFRONT_KEY,)
+        return split_keys(self.storefront_api_keys)
+
+    def admin_keys(self) -> tuple[str, ...]:
+        if self.development_keys:
+            return (DEV_ADMIN_KEY,)
+        return split_keys(self.admin_api_keys)
+
+
+class LimitSettings(DeploymentSettings):
+    """What a process accepts before it refuses: body sizes, message sizes, queue depths."""
 
     # HTTP: the largest request body accepted (413 past it), read before anything parses it.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -115,7 +184,10 @@ class Settings(BaseSettings):
     # Load shedding (shared/web/shedding.py): a route that feeds a queue answers 503 while more
     # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
     # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.
+    # Checkout sheds on the payments queue too: by depth (SHED_LIMIT_PAYMENTS), and while its
+    # oldest charge has waited longer than this fraction of RESERVATION_TIMEOUT_SECONDS.
     shed_limit_payments: int = Field(default=20_000, ge=0)
+    shed_payments_wait_fraction: float = Field(default=0.5, gt=0, le=1)
     shed_limit_orders: int = Field(default=50_000, ge=0)
     shed_limit_transactional: int = Field(default=20_000, ge=0)
     shed_limit_bulk: int = Field(default=1_000, ge=0)
@@ -123,9 +195,23 @@ class Settings(BaseSettings):
     shed_stale_seconds: float = Field(default=5.0, gt=0)
     shed_retry_after_seconds: int = Field(default=5, ge=1)
 
+
+class OrderFlowSettings(DeploymentSettings):
+    """The clocks of the order path: reservations and the outbox relay."""
+
+    # How long an order may hold reserved units before the sweep releases them.
+    reservation_timeout_seconds: int = 15 * 60
+    reservation_sweep_interval_seconds: float = 30.0
+    # The outbox relay re-publishes rows older than this that were not confirmed right after commit.
+    outbox_relay_interval_seconds: float = 1.0
+    outbox_relay_grace_seconds: float = 2.0
+
+
+class ObservabilitySettings(DeploymentSettings):
+    sentry_dsn: str | None = None
+    sentry_traces_sample_rate: float = 0.0
     log_level: str = "INFO"
     log_json: bool = True
-
     # Operations (deploy/README.md, docs/operations.md). Each worker process serves /metrics,
     # /healthz and /readyz on METRICS_PORT; `python -m workers` adds a per-pool offset (and
     # the instance index) unless --metrics-port is given; 0 turns the server off.
@@ -135,13 +221,31 @@ class Settings(BaseSettings):
     # Set (an empty writable folder) for prefork pools: prometheus-client's multiprocess mode.
     prometheus_multiproc_dir: str | None = None
     outbox_lag_interval_seconds: float = 5.0
-    sentry_traces_sample_rate: float = 0.0
+
+
+class OpsSettings(DeploymentSettings):
     # The ops CLI: the notifications API and the admin key it calls it with (default: the
     # first of ADMIN_API_KEYS, or the development key).
     notifications_api_url: str = "http://127.0.0.1:8003"
     ops_admin_key: str | None = None
     # `make flower`'s basic auth, `user:password` (Flower's own variable); unset: one per run.
     flower_basic_auth: str | None = None
+
+
+class Settings(
+    BrokerSettings,
+    DatabaseSettings,
+    StripeSettings,
+    SmtpSettings,
+    MailSettings,
+    ApiKeySettings,
+    LimitSettings,
+    OrderFlowSettings,
+    ObservabilitySettings,
+    OpsSettings,
+):
+    """Every concern: what the services, the pools, the migrations and the ops CLI of this
+    image read (one ConfigMap for all of them, deploy/k8s/base/config.yaml)."""
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -151,57 +255,6 @@ class Settings(BaseSettings):
                 + ", ".join(unsafe)
             )
         return self
-
-    @model_validator(mode="after")
-    def _smtp_auth_in_pairs(self) -> Settings:
-        if bool(self.smtp_username) != bool(self.smtp_password):
-            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD go together")
-        return self
-
-    @model_validator(mode="after")
-    def _broker_tls_files_in_pairs(self) -> Settings:
-        if bool(self.rabbitmq_cert_file) != bool(self.rabbitmq_key_file):
-            raise ValueError("RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE go together")
-        return self
-
-    @property
-    def broker_uses_tls(self) -> bool:
-        return self.rabbitmq_url.startswith("amqps://")
-
-    @property
-    def storefront_keys_configured(self) -> bool:
-        return bool(_split_keys(self.storefront_api_keys))
-
-    @property
-    def admin_keys_configured(self) -> bool:
-        return bool(_split_keys(self.admin_api_keys))
-
-    @property
-    def development_keys(self) -> bool:
-        """True when no keys are configured and the dev keys are accepted."""
-        return not (self.storefront_keys_configured or self.admin_keys_configured)
-
-    def storefront_keys(self) -> tuple[str, ...]:
-        if self.development_keys:
-            return (DEV_STOREFRONT_KEY,)
-        return _split_keys(self.storefront_api_keys)
-
-    def admin_keys(self) -> tuple[str, ...]:
-        if self.development_keys:
-            return (DEV_ADMIN_KEY,)
-        return _split_keys(self.admin_api_keys)
-
-    def service_database_url(self, service: str) -> str:
-        """The async SQLAlchemy URL of one service's own database."""
-        if service not in SERVICES:
-            raise ValueError(f"unknown service {service!r}")
-        own = getattr(self, f"{service}_database_url")
-        if own:
-            return own
-        base = make_url(self.database_url)
-        return base.set(database=f"{base.database or 'doorbuster'}_{service}").render_as_string(
-            hide_password=False
-        )
 
 
 @lru_cache(maxsize=1)

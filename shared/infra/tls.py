@@ -13,10 +13,10 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.config import Settings
+from shared.infra.settings import BrokerSettings
 
 
-def broker_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def broker_ssl_context(settings: BrokerSettings) -> ssl.SSLContext | None:
     """The publisher's TLS context, or None for a plain `amqp://` URL."""
     if not settings.broker_uses_tls:
         return None
@@ -26,7 +26,7 @@ def broker_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def celery_broker_ssl(settings: Settings) -> dict[str, Any] | None:
+def celery_broker_ssl(settings: BrokerSettings) -> dict[str, Any] | None:
     """Celery's `broker_use_ssl` (py-amqp's options), or None for a plain `amqp://` URL."""
     if not settings.broker_uses_tls:
         return None

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import sentry_sdk
 import structlog
 
-from shared.redact import redact, scrub_sentry_event
+from shared.infra.redact import redact, scrub_sentry_event
 
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 if TYPE_CHECKING:
     from sentry_sdk.integrations import Integration
 
-    from shared.config import Settings
+    from shared.infra.settings import ObservabilitySettings
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -116,7 +116,9 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}" if domain else "***"
 
 
-def init_sentry(settings: Settings, component: str, integrations: Sequence[Integration]) -> bool:
+def init_sentry(
+    settings: ObservabilitySettings, component: str, integrations: Sequence[Integration]
+) -> bool:
     """Report errors to Sentry when SENTRY_DSN is set; returns whether it is on."""
     if not settings.sentry_dsn:
         return False

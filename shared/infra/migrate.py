@@ -1,7 +1,7 @@
 """Create each service's database if missing and bring it to its newest Alembic revision.
 
-`python -m shared.migrate [service ...]` (what `make up` and the tests run). Each service keeps
-its own migrations in `services/<name>/migrations/`; their `env.py` calls `run_env` below.
+`python -m shared.infra.migrate [service ...]` (what `make up` and the tests run). Each service
+keeps its own migrations in `services/<name>/migrations/`; their `env.py` calls `run_env` below.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.config import SERVICES, Settings, load_settings
-from shared.db import create_database_if_missing
+from shared.infra.db import create_database_if_missing
+from shared.infra.settings import SERVICES, DatabaseSettings, load_settings
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 
 
 def alembic_config(service: str, url: str) -> Config:
@@ -29,7 +29,7 @@ def alembic_config(service: str, url: str) -> Config:
     return config
 
 
-def migrate(service: str, settings: Settings) -> None:
+def migrate(service: str, settings: DatabaseSettings) -> None:
     url = settings.service_database_url(service)
     created = asyncio.run(create_database_if_missing(url))
     if created:

@@ -1,0 +1,1 @@
+"""Infrastructure: settings by concern, database, observability, broker TLS, migrations."""
