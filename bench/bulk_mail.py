@@ -30,8 +30,8 @@ import httpx
 from bench import one_mail_worker as baseline
 from bench.harness import MAIL_ROOT, ROOT, BenchStack
 from bench.report import write_section
-from shared.messages import OutgoingTask, celery_body, celery_headers
-from shared.queues import TASK_EXCHANGE
+from shared.messaging.topology import TASK_EXCHANGE
+from shared.messaging.wire import OutgoingTask, celery_body, celery_headers
 
 ADMIN = {"Authorization": "Bearer dev-admin"}
 UNTHROTTLED = 100_000.0

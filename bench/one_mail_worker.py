@@ -18,7 +18,7 @@ from kombu import Exchange, Queue
 from services.notifications.templates import CampaignMail
 from shared.infra.aio import worker_loop
 from shared.infra.settings import Settings, get_settings
-from shared.queues import TASK_EXCHANGE
+from shared.messaging.topology import TASK_EXCHANGE
 from workers.app import make_celery
 from workers.pools import POOL_IMPLEMENTATIONS, POOLS, Pool
 

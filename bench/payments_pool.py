@@ -29,9 +29,9 @@ from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
 from devtools.harness.emulator import configure
 from devtools.harness.stack import DB_PREFIX, PG_SERVER, ROOT, Stack, build_stack, db_fetch
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import TaskName
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import OutgoingTask
 from workers.pools import POOLS, Pool
 
 MODELS = "threads:16,threads:64,threads:128,prefork:2,prefork:8"

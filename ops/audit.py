@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from ops.maildir import count_by_header
 from shared.infra.settings import Settings, get_settings
-from shared.queues import QueueName, dead_letter_queue
+from shared.messaging.topology import QueueName, dead_letter_queue
 
 # Reads the local SMTP sink's mail counts by key (None: no local sink), when a check asks.
 Sink = Callable[[], "Counter[str] | None"]

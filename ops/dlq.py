@@ -21,8 +21,8 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from ops.rabbit import Management
-from shared.messages import PUBLISHED_AT_HEADER
-from shared.queues import TASK_EXCHANGE, QueueName, dead_letter_queue
+from shared.messaging.topology import TASK_EXCHANGE, QueueName, dead_letter_queue
+from shared.messaging.wire import PUBLISHED_AT_HEADER
 
 COLUMNS = ("position", "task", "task_id", "order_id", "reason", "from_queue", "deaths", "died_at")
 REDRIVE_HEADER = "doorbuster_redriven"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ops.rabbit import Management
-from shared.queues import QueueName, dead_letter_queue
+from shared.messaging.topology import QueueName, dead_letter_queue
 
 COLUMNS = (
     "queue",

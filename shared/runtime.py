@@ -15,9 +15,9 @@ from sqlalchemy import Table
 from shared.infra.db import Database
 from shared.infra.settings import Settings, get_settings
 from shared.infra.tls import broker_ssl_context
-from shared.outbox import Dispatcher, Outbox, Relay
-from shared.publisher import Publisher
-from shared.uow import UnitOfWork
+from shared.messaging.outbox import Dispatcher, Outbox, Relay
+from shared.messaging.publisher import Publisher
+from shared.messaging.uow import UnitOfWork
 
 
 class ServiceRuntime:

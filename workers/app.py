@@ -1,4 +1,4 @@
-"""The Celery app every pool is made from: the topology (`shared.queues`), its row of
+"""The Celery app every pool is made from: the topology (`shared.messaging.topology`), its row of
 `workers.pools`, and settings.
 
 Settings follow Celery's guidance for tasks that must not be lost: JSON only (pickle refused),
@@ -18,7 +18,7 @@ from kombu import Exchange, Queue
 from shared.infra.observability import configure_logging, init_sentry
 from shared.infra.settings import Settings, get_settings
 from shared.infra.tls import celery_broker_ssl
-from shared.queues import (
+from shared.messaging.topology import (
     ROUTES,
     TASK_EXCHANGE,
     QueueName,
@@ -38,8 +38,8 @@ def _logging(**_: object) -> None:
     process = f"{current_app.main.removeprefix('doorbuster-')}-pool"
     configure_logging(process, settings.log_level, settings.log_json)
     # Celery's own "Task ... received" and "Task ... succeeded in" lines repeat the shell's one
-    # line per task (shared.tasks); logging is a tenth of a pool's CPU. Its warnings and errors
-    # stay.
+    # line per task (shared.messaging.tasks); logging is a tenth of a pool's CPU. Its warnings
+    # and errors stay.
     for chatty in ("celery.worker.strategy", "celery.app.trace"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 

@@ -30,8 +30,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from shared.infra.settings import get_settings
-from shared.messages import PUBLISHED_AT_HEADER
-from shared.queues import ROUTES, TaskName
+from shared.messaging.topology import ROUTES, TaskName
+from shared.messaging.wire import PUBLISHED_AT_HEADER
 from workers.pools import POOLS, Pool, tasks_of
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from shared.infra.settings import Settings
-from shared.queues import ROUTES, QueueName, TaskName
+from shared.messaging.topology import ROUTES, QueueName, TaskName
 
 
 class Pool(StrEnum):

@@ -18,7 +18,7 @@ from bench.openloop import at_rate
 from devtools.harness.emulator import configure
 from devtools.harness.shop import ADMIN, FINAL, Shop, unique_sku
 from devtools.harness.stack import DB_PREFIX, Stack, db_fetch
-from shared.queues import QueueName
+from shared.messaging.topology import QueueName
 
 WARM_UP_ORDERS = 10
 

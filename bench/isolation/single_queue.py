@@ -4,8 +4,8 @@ Every task routed to Celery's default queue `celery` (no `x-max-priority`, so th
 our messages carry mean nothing there, as on any queue declared without it), consumed by ONE
 worker with the total concurrency of our four pools (threads, prefetch 1, late acks, and the
 bulk pool's rate limit on campaign batches: the same throttle). Nothing is copied: this module
-rewrites the routing table of `shared.queues` in its own process before anything publishes,
-then runs our own code:
+rewrites the routing table of `shared.messaging.topology` in its own process before anything
+publishes, then runs our own code:
 
     python -m bench.isolation.single_queue run uvicorn services.orders.main:create_app --factory ...
     python -m bench.isolation.single_queue run workers beat --schedule FILE
@@ -26,7 +26,7 @@ import aio_pika
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.queues import ROUTES, TASK_EXCHANGE, Route
+from shared.messaging.topology import ROUTES, TASK_EXCHANGE, Route
 from workers.pools import POOL_IMPLEMENTATIONS, POOLS
 
 

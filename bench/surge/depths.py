@@ -23,7 +23,7 @@ import httpx
 
 from bench.surge import journal
 from shared.infra.settings import Settings
-from shared.queues import QueueName, dead_letter_queue
+from shared.messaging.topology import QueueName, dead_letter_queue
 
 QUEUES = [str(queue) for queue in QueueName] + [dead_letter_queue(queue) for queue in QueueName]
 Depth = tuple[str, object, object, object]  # queue, messages, ready, unacked

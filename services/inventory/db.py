@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.outbox import outbox_table
+from shared.messaging.outbox import outbox_table
 
 metadata = MetaData()
 

@@ -12,8 +12,8 @@ from services.inventory.db import products, reservations
 from services.inventory.domain import ProductNotFound, ReservationStatus, in_lock_order
 from services.inventory.schemas import ProductIn
 from shared.contracts import OrderRef, PricedLine, ReservationResult, ReserveStock
-from shared.queues import TaskName
-from shared.uow import UnitOfWork
+from shared.messaging.topology import TaskName
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 

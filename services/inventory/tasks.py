@@ -5,8 +5,8 @@ from __future__ import annotations
 from services.inventory import handlers
 from services.inventory.runtime import worker_runtime
 from shared.contracts import OrderRef, ReserveStock
-from shared.queues import TaskName
-from shared.tasks import task
+from shared.messaging.tasks import task
+from shared.messaging.topology import TaskName
 
 
 @task(TaskName.RESERVE, ReserveStock)

@@ -34,8 +34,8 @@ from services.notifications.mailer import (
 from services.notifications.ratelimit import RateLimiter
 from services.notifications.templates import CampaignMail
 from shared.contracts import CampaignBatch
-from shared.tasks import current_attempt
-from shared.uow import UnitOfWork
+from shared.messaging.tasks import current_attempt
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from services.notifications.schemas import (
     SubscriberImport,
     Subscription,
 )
-from shared.queues import QueueName
-from shared.uow import UnitOfWork
+from shared.messaging.topology import QueueName
+from shared.messaging.uow import UnitOfWork
 from shared.web.deps import AdminKey, AppSettings, StorefrontKey, UoW
 from shared.web.problems import Problem
 from shared.web.shedding import shed_if_backlogged

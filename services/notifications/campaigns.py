@@ -25,8 +25,8 @@ from services.notifications.domain import (
     paused,
     resumed,
 )
-from shared.queues import TaskName
-from shared.uow import UnitOfWork
+from shared.messaging.topology import TaskName
+from shared.messaging.uow import UnitOfWork
 
 
 class CampaignNotFound(LookupError):

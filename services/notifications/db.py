@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from shared.outbox import outbox_table
+from shared.messaging.outbox import outbox_table
 
 metadata = MetaData()
 

@@ -39,7 +39,7 @@ from services.notifications.db import (
 from services.notifications.domain import ACTIVE, CampaignStatus
 from services.notifications.mailer import MailDeliveryError
 from shared.contracts import CampaignBatch
-from shared.uow import UnitOfWork
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 

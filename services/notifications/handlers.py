@@ -24,8 +24,8 @@ from services.notifications.templates import render_order_mail
 from shared.contracts import SendOrderMail
 from shared.infra.db import is_transient
 from shared.infra.observability import mask_email
-from shared.tasks import current_attempt
-from shared.uow import UnitOfWork
+from shared.messaging.tasks import current_attempt
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 # A claim younger than this means another delivery of the same task may be sending right now

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import RowMapping
 
 from services.notifications.db import subscribers
-from shared.uow import UnitOfWork
+from shared.messaging.uow import UnitOfWork
 
 
 class SubscriberNotFound(LookupError):

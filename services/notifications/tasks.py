@@ -12,8 +12,8 @@ from services.notifications.mailer import MailDeliveryError
 from services.notifications.runtime import worker_runtime
 from shared.contracts import CampaignBatch, SendOrderMail
 from shared.infra.settings import Settings, get_settings
-from shared.queues import TaskName
-from shared.tasks import task
+from shared.messaging.tasks import task
+from shared.messaging.topology import TaskName
 
 
 def retry_policy(

@@ -13,7 +13,7 @@ from services.orders.payments import TransientPaymentError
 from services.orders.repository import OrderNotFound
 from services.orders.schemas import Customer, Item, Order, OrderIn, OrderList, Payment
 from shared.infra.observability import tag_order
-from shared.queues import QueueName
+from shared.messaging.topology import QueueName
 from shared.web.auth import scope_to_filter
 from shared.web.deps import AppSettings, Runtime, StorefrontKey, UoW
 from shared.web.openapi import DOCUMENT_AS_REQUIRED

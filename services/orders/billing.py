@@ -21,8 +21,8 @@ from services.orders.repository import (
     set_status,
 )
 from shared.contracts import OrderRef
-from shared.queues import TaskName
-from shared.uow import UnitOfWork
+from shared.messaging.topology import TaskName
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 

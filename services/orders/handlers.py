@@ -26,9 +26,9 @@ from services.orders.repository import (
     set_status,
 )
 from shared.contracts import ReservationResult
-from shared.outbox import outbox_values
-from shared.queues import TaskName
-from shared.uow import UnitOfWork
+from shared.messaging.outbox import outbox_values
+from shared.messaging.topology import TaskName
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from sqlalchemy.engine import RowMapping
 from services.orders.db import orders
 from services.orders.domain import OrderStatus, transition
 from shared.contracts import MailKind
-from shared.queues import TaskName
-from shared.uow import UnitOfWork
+from shared.messaging.topology import TaskName
+from shared.messaging.uow import UnitOfWork
 
 
 class OrderNotFound(LookupError):

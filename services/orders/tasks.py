@@ -8,8 +8,8 @@ from services.orders import billing, handlers
 from services.orders.payments import TransientPaymentError
 from services.orders.runtime import worker_runtime
 from shared.contracts import ExpireReservations, OrderRef, ReservationResult
-from shared.queues import TaskName
-from shared.tasks import task
+from shared.messaging.tasks import task
+from shared.messaging.topology import TaskName
 
 # Provider failures are retried with exponential backoff and jitter, then dead-lettered.
 PAYMENT_RETRY = {

@@ -25,7 +25,7 @@ from services.orders.billing import changes, settle_charge
 from services.orders.payments import ProviderIntent, StripeGateway
 from services.orders.repository import OrderNotFound, read_order
 from shared.infra.observability import set_correlation_id, tag_order
-from shared.uow import UnitOfWork
+from shared.messaging.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 # The provider's status for the outcome each event claims: a declined intent goes back to

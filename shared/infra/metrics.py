@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 from sqlalchemy import func, select
 
 from shared.infra.db import Database
-from shared.outbox import Dispatcher, Outbox
+from shared.messaging.outbox import Dispatcher, Outbox
 from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from shared.infra.settings import Settings
+from shared.messaging.uow import UnitOfWork
 from shared.runtime import ServiceRuntime
-from shared.uow import UnitOfWork
 from shared.web.auth import require_admin, require_storefront
 
 StorefrontKey = Annotated[str, Depends(require_storefront)]

@@ -30,9 +30,9 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter, Gauge
 
 from shared.infra.settings import Settings
+from shared.messaging.publisher import Publisher, PublisherUnavailable
+from shared.messaging.topology import QueueName
 from shared.periodic import Periodic
-from shared.publisher import Publisher, PublisherUnavailable
-from shared.queues import QueueName
 from shared.web.auth import dependency_calls
 from shared.web.guard import api_routes
 from shared.web.problems import Problem

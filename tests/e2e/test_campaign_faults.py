@@ -13,9 +13,9 @@ import pytest
 
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, db_fetch
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import QueueName, TaskName, dead_letter_queue
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import QueueName, TaskName, dead_letter_queue
+from shared.messaging.wire import OutgoingTask
 from tests.support.broker import wait_drained
 from tests.support.campaigns import Campaigns, addresses, campaign_mail, smtp_down
 

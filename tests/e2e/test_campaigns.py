@@ -11,7 +11,7 @@ import pytest
 from devtools.harness.metrics import sample, scrape
 from devtools.harness.shop import ADMIN, STOREFRONT
 from devtools.harness.stack import Stack
-from shared.queues import QueueName, TaskName
+from shared.messaging.topology import QueueName, TaskName
 from tests.support.broker import queue_depths
 from tests.support.campaigns import Campaigns, addresses, campaign_mail
 

@@ -20,7 +20,7 @@ import pytest
 from devtools.harness.prometheus import Prometheus, PromQLError, running_prometheus
 from devtools.harness.shop import STOREFRONT, Shop, unique_sku, wait_status
 from devtools.harness.stack import SLOT, Stack
-from shared.queues import QueueName, dead_letter_queue
+from shared.messaging.topology import QueueName, dead_letter_queue
 from tests.support.campaigns import Campaigns, addresses
 from workers.pools import POOLS, Pool, tasks_of
 

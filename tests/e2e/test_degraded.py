@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from devtools.harness.stack import DB_PREFIX, SLOT, VHOST, Stack, rabbitmqctl
-from shared.queues import TASK_EXCHANGE, QueueName
+from shared.messaging.topology import TASK_EXCHANGE, QueueName
 from tests.support.isolated import ApiProcess, fresh_vhost, isolated_port
 from tests.support.tcp_proxy import CuttableProxy
 

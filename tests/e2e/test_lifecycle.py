@@ -14,9 +14,9 @@ from devtools.harness import emulator
 from devtools.harness.shop import Shop, unique_sku, wait_status
 from devtools.harness.stack import Stack
 from services.orders.payments import charge_idempotency_key
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import TaskName
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import OutgoingTask
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ import orjson
 
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, db_fetch
-from shared.messages import OutgoingTask
-from shared.queues import QueueName
+from shared.messaging.topology import QueueName
+from shared.messaging.wire import OutgoingTask
 from tests.support.poison import (
     EMBED,
     PICKLE,

@@ -7,9 +7,9 @@ from devtools.harness.emulator import intents_of
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, db_fetch
 from ops.maildir import count_by_header
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import TaskName
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import OutgoingTask
 from tests.support.broker import wait_drained
 
 REPEATS = 3

@@ -31,7 +31,7 @@ from devtools.harness.stack import Stack, rabbitmqctl
 from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
 from shared.infra.settings import get_settings
-from shared.queues import TASK_EXCHANGE, QueueName
+from shared.messaging.topology import TASK_EXCHANGE, QueueName
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
 from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters

@@ -11,8 +11,8 @@ import pytest
 
 from devtools.harness.stack import SLOT, rabbitmqctl
 from shared.infra.settings import Settings
-from shared.publisher import declare_topology
-from shared.queues import QueueName, TaskName
+from shared.messaging.publisher import declare_topology
+from shared.messaging.topology import QueueName, TaskName
 from tests.support.broker import queue_depths
 from workers.app import beat_app
 

@@ -9,9 +9,9 @@ import pytest
 from devtools.harness.stack import SLOT, VHOST, rabbitmqctl
 from shared.infra.settings import Settings
 from shared.infra.tls import broker_ssl_context
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import TaskName
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import OutgoingTask
 from tests.support.certs import Certs, make_certs
 from tests.support.isolated import fresh_vhost
 from tests.support.tls_proxy import TlsProxy

@@ -18,9 +18,9 @@ import pytest
 
 from devtools.harness.metrics import sample, scrape
 from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import TaskName
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import OutgoingTask
 from tests.support.ops import doorbuster, doorbuster_json, eventually, wait_for_management
 from tests.support.sentry_stub import SentryStub
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
-from shared.messages import OutgoingTask
-from shared.publisher import Publisher
-from shared.queues import QueueName, TaskName
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import QueueName, TaskName
+from shared.messaging.wire import OutgoingTask
 
 VHOST = f"doorbuster-probe{SLOT or ''}"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"

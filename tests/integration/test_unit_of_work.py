@@ -11,9 +11,9 @@ from sqlalchemy import Column, MetaData, String, Table, insert, select, text, up
 
 from devtools.harness.stack import DB_PREFIX, PG_SERVER
 from shared.infra.db import Database, create_database_if_missing
-from shared.outbox import Dispatcher, Outbox, outbox_table
-from shared.publisher import Publisher
-from shared.uow import UnitOfWork
+from shared.messaging.outbox import Dispatcher, Outbox, outbox_table
+from shared.messaging.publisher import Publisher
+from shared.messaging.uow import UnitOfWork
 
 URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}_uow"
 metadata = MetaData()

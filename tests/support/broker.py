@@ -7,7 +7,7 @@ import time
 
 import aio_pika
 
-from shared.queues import QueueName
+from shared.messaging.topology import QueueName
 
 
 async def queue_depths(url: str) -> dict[str, int]:

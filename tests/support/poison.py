@@ -14,8 +14,8 @@ from typing import Any
 import aio_pika
 import orjson
 
-from shared.messages import OutgoingTask, celery_headers
-from shared.queues import TASK_EXCHANGE, QueueName, TaskName, dead_letter_queue
+from shared.messaging.topology import TASK_EXCHANGE, QueueName, TaskName, dead_letter_queue
+from shared.messaging.wire import OutgoingTask, celery_headers
 
 PICKLE = "application/x-python-serialize"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -11,8 +11,8 @@ import os
 
 from celery import Celery
 
-from shared.messages import CORRELATION_HEADER
-from shared.queues import TaskName
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import CORRELATION_HEADER
 from workers.app import celery_queues
 
 app = Celery("probe", broker=os.environ.get("PROBE_BROKER_URL", "amqp://"))

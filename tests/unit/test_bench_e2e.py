@@ -50,7 +50,7 @@ def test_py_spy_samples_fold_by_library_and_innermost_function(tmp_path) -> None
     raw = tmp_path / "orders-pool.txt"
     raw.write_text(
         'process 1:"python -m workers orders";run (threading.py:982);'
-        "shell (shared/tasks.py:81);execute (sqlalchemy/engine/base.py:1400) 6\n"
+        "shell (shared/messaging/tasks.py:81);execute (sqlalchemy/engine/base.py:1400) 6\n"
         'process 1:"python -m workers orders";run (threading.py:982);'
         "handle (services/orders/handlers.py:40) 3\n"
         'process 1:"python -m workers orders" 1\n'

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from shared.messages import OutgoingTask
-from shared.outbox import Dispatcher, Relay
+from shared.messaging.outbox import Dispatcher, Relay
+from shared.messaging.wire import OutgoingTask
 
 
 class SlowPublisher:

@@ -12,8 +12,8 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
 from shared.infra.settings import Settings
+from shared.messaging.topology import QueueName
 from shared.models import StrictModel
-from shared.queues import QueueName
 from shared.web.app import create_service_app
 from shared.web.deps import AdminKey, StorefrontKey
 from shared.web.shedding import QueueDepths, shed_if_backlogged

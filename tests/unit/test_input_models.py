@@ -8,8 +8,8 @@ from pydantic import BaseModel, ValidationError
 from services.inventory.schemas import ProductIn, Restock
 from services.orders.schemas import OrderIn
 from shared.infra.settings import Settings
-from shared.queues import QueueName
-from shared.tasks import invalid_payload_reason
+from shared.messaging.tasks import invalid_payload_reason
+from shared.messaging.topology import QueueName
 from shared.web.shedding import shed_limit
 
 ORDER = {

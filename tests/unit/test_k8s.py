@@ -17,7 +17,12 @@ from pydantic import ValidationError
 
 from shared.infra.production import unsafe_settings
 from shared.infra.settings import Settings
-from shared.queues import DEAD_LETTER_EXCHANGE, TASK_EXCHANGE, QueueName, dead_letter_queue
+from shared.messaging.topology import (
+    DEAD_LETTER_EXCHANGE,
+    TASK_EXCHANGE,
+    QueueName,
+    dead_letter_queue,
+)
 from workers.pools import POOLS, Pool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -4,8 +4,7 @@ import orjson
 import pytest
 from kombu import Queue
 
-from shared.messages import CORRELATION_HEADER, OutgoingTask, celery_body, celery_headers
-from shared.queues import (
+from shared.messaging.topology import (
     QUORUM_DELIVERY_LIMIT,
     ROUTES,
     QueueName,
@@ -15,6 +14,7 @@ from shared.queues import (
     queue_arguments,
     task_exchange_type,
 )
+from shared.messaging.wire import CORRELATION_HEADER, OutgoingTask, celery_body, celery_headers
 from workers.app import celery_queues, make_celery
 
 

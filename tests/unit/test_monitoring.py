@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.queues import QueueName
+from shared.messaging.topology import QueueName
 from workers.pools import POOLS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

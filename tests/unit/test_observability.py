@@ -6,9 +6,9 @@ import structlog
 
 from shared.infra.observability import init_sentry, tag_order
 from shared.infra.settings import Settings
-from shared.messages import PUBLISHED_AT_HEADER, OutgoingTask
-from shared.publisher import _message
-from shared.queues import TaskName
+from shared.messaging.publisher import _message
+from shared.messaging.topology import TaskName
+from shared.messaging.wire import PUBLISHED_AT_HEADER, OutgoingTask
 
 
 def test_sentry_stays_off_without_a_dsn():
@@ -70,7 +70,9 @@ def test_task_lines_carry_their_duration(capsys):
 
     configure_logging("test", "INFO", json=True)
     try:
-        logging.getLogger("shared.tasks").info("task succeeded", extra={"duration_ms": 12.5})
+        logging.getLogger("shared.messaging.tasks").info(
+            "task succeeded", extra={"duration_ms": 12.5}
+        )
         logging.getLogger("other").info("line", extra={"secret_field": "x"})
     finally:
         logging.getLogger().handlers[:] = []

@@ -12,7 +12,7 @@ from ops import campaigns, dlq
 from ops.rabbit import vhost_of
 from ops.render import table
 from shared.infra.settings import Settings
-from shared.messages import PUBLISHED_AT_HEADER
+from shared.messaging.wire import PUBLISHED_AT_HEADER
 
 
 def test_tables_align_text_left_and_numbers_right():

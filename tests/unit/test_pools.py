@@ -10,7 +10,7 @@ import workers.__main__ as workers_main
 from devtools.plan import Ports, parse_pools, plan
 from ops.pools import pool_rows
 from shared.infra.settings import Settings
-from shared.queues import ROUTES, QueueName
+from shared.messaging.topology import ROUTES, QueueName
 from workers.__main__ import parse_args, worker_argv
 from workers.app import make_celery
 from workers.pools import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from services.notifications.mailer import MailDeliveryError
-from shared.tasks import infrastructure_failure
+from shared.messaging.tasks import infrastructure_failure
 
 
 def smtp_refused() -> MailDeliveryError:

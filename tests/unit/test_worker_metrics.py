@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from prometheus_client import REGISTRY
 
-from shared.messages import PUBLISHED_AT_HEADER
+from shared.messaging.wire import PUBLISHED_AT_HEADER
 from workers import metrics
 
 

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.infra.db import Database
 from shared.infra.observability import current_correlation_id
-from shared.messages import OutgoingTask
-from shared.outbox import Dispatcher, Outbox
+from shared.messaging.outbox import Dispatcher, Outbox
+from shared.messaging.wire import OutgoingTask
 
 
 class UnitOfWork:

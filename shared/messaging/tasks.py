@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from shared.infra.aio import worker_loop
 from shared.infra.db import is_transient
 from shared.infra.observability import set_correlation_id, tag_order
-from shared.messages import CORRELATION_HEADER
+from shared.messaging.wire import CORRELATION_HEADER
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)

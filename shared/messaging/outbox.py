@@ -36,9 +36,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.infra.db import Database
-from shared.messages import OutgoingTask
+from shared.messaging.publisher import Publisher, PublisherUnavailable
+from shared.messaging.wire import OutgoingTask
 from shared.periodic import Periodic
-from shared.publisher import Publisher, PublisherUnavailable
 
 log = logging.getLogger(__name__)
 

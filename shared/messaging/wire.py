@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from shared.queues import QueueName, route_for
+from shared.messaging.topology import QueueName, route_for
 
 CORRELATION_HEADER = "doorbuster_correlation_id"
 # Epoch seconds (float) at publish time: the worker measures queue wait from it.

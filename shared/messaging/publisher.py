@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from shared.messages import PUBLISHED_AT_HEADER, OutgoingTask, celery_body, celery_headers
-from shared.queues import (
+from shared.messaging.topology import (
     DEAD_LETTER_EXCHANGE,
     TASK_EXCHANGE,
     QueueName,
@@ -28,6 +27,7 @@ from shared.queues import (
     queue_arguments,
     task_exchange_type,
 )
+from shared.messaging.wire import PUBLISHED_AT_HEADER, OutgoingTask, celery_body, celery_headers
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class PublisherUnavailable(RuntimeError):
 
 
 async def declare_topology(channel: AbstractChannel, queue_type: str = "classic") -> None:
-    """Declare exchanges, queues and dead-letter queues exactly as `shared.queues` says."""
+    """Declare exchanges, queues and dead-letter queues exactly as `shared.messaging.topology`
+    says."""
     tasks = await channel.declare_exchange(
         TASK_EXCHANGE, aio_pika.ExchangeType(task_exchange_type(queue_type)), durable=True
     )
