@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration lint lock migrate audit faults flower rabbitmq-plugins prometheus clean-venv bench surge
+.PHONY: up reset test test-unit test-integration lint lock migrate audit faults flower rabbitmq-plugins prometheus postfix chromium clean-venv bench surge
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,12 +12,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ops,load]'
 	@touch $(STAMP)
 
-## install what is missing, migrate, start everything in the foreground (Ctrl-C stops it all)
+## install what is missing, migrate, start everything in the foreground (Ctrl-C stops it all);
+## POOLS="payments=3" fixes the workers per pool, AUTOSCALE=1 lets ops/autoscale.py run them
 up: $(STAMP) rabbitmq-plugins
 	$(BIN)/python -m devtools.up
 
+## empty the local stack's data, schema kept: the three databases, the Stripe emulator's state,
+## the SMTP sink's Maildir, the queues (refuses in production, off this machine, or while `make up` runs)
+reset: $(STAMP)
+	$(BIN)/python -m devtools.reset
+
 ## install what is missing and run the whole suite against real RabbitMQ and PostgreSQL
-test: $(STAMP) rabbitmq-plugins prometheus
+test: $(STAMP) rabbitmq-plugins prometheus postfix chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs -s
@@ -25,7 +31,7 @@ test: $(STAMP) rabbitmq-plugins prometheus
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: $(STAMP) rabbitmq-plugins
+test-integration: $(STAMP) rabbitmq-plugins postfix chromium
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 ## every fault scenario (kill -9 pools, broker and database restarts, Stripe and SMTP outages)
@@ -71,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bulk_mail
 	$(BIN)/python -m bench.isolation
 	$(BIN)/python -m bench.payments_pool
+	$(BIN)/python -m bench.stripe_sdk
 	$(BIN)/python -m bench.e2e
 
 ## Flower on 127.0.0.1 against the running pools (basic auth: FLOWER_BASIC_AUTH=user:password,
@@ -92,6 +99,23 @@ prometheus:
 	  || (apt-get update -qq && apt-get install -y -qq prometheus) \
 	  || echo "note: could not install prometheus; the dashboard tests will skip"
 	@command -v systemctl >/dev/null && systemctl disable --now prometheus >/dev/null 2>&1 || true
+
+## Debian's Postfix for the real-MTA test (tests/integration/test_postfix_relay.py), installed
+## with "No configuration" (no main.cf) and its own service kept off: the test runs a private
+## instance (devtools/postfix_relay.py) on its own loopback port and folders under var/
+postfix:
+	@test -x /usr/sbin/postfix || { \
+	  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix); } \
+	  || echo "note: could not install postfix; the Postfix relay test will skip"
+	@command -v systemctl >/dev/null && systemctl disable --now postfix >/dev/null 2>&1 || true
+
+## Debian's headless Chromium for the browser test of /docs and /redoc (tests/e2e/test_docs_offline.py)
+chromium:
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium \
+	  || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "note: could not install chromium; the browser test of /docs and /redoc will skip"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,6 +16,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from devtools.dkim_dev_key import dev_dkim_env
+
 ROOT = Path(__file__).resolve().parents[1]
 SLOT = int(os.environ.get("DOORBUSTER_TEST_SLOT", "0"))
 NAME = f"doorbuster-bench{SLOT or ''}"
@@ -54,6 +56,9 @@ def bench_env(bulk_rate: float) -> dict[str, str]:
         "STOREFRONT_API_KEYS": "",
         "ADMIN_API_KEYS": "",
         "BULK_MAIL_RATE_PER_SECOND": str(bulk_rate),
+        # Campaign mail signed and carrying its unsubscribe links, as in production.
+        **dev_dkim_env(os.environ),
+        "UNSUBSCRIBE_BASE_URL": f"http://127.0.0.1:{API_PORT}",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -145,6 +145,7 @@ def start_arms(stack: Stack) -> None:
 
 def run(repeats: int, seconds: float) -> dict[str, list[float]]:
     stack = build_stack()
+    stack.full_db_pools()
     results: dict[str, list[float]] = {}
     curves: dict[str, list[Point]] = {}
     try:

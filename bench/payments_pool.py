@@ -29,8 +29,8 @@ from bench.cpu import Usage, snapshot
 from bench.report import stamp, write_section
 from devtools.harness.emulator import configure
 from devtools.harness.stack import DB_PREFIX, PG_SERVER, ROOT, Stack, build_stack, db_fetch
+from shared.messages.orders import ChargeOrder
 from shared.messaging.publisher import Publisher
-from shared.messaging.topology import TaskName
 from shared.messaging.wire import OutgoingTask
 from workers.pools import POOLS, Pool
 
@@ -83,7 +83,7 @@ async def measure(stack: Stack, model: str, charges: int, cap: float) -> Result:
         started = time.monotonic()
         try:
             await publisher.publish_many(
-                [OutgoingTask(TaskName.CHARGE, {"order_id": order_id}) for order_id in ids]
+                [OutgoingTask(ChargeOrder.name, {"order_id": order_id}) for order_id in ids]
             )
         finally:
             await publisher.close()
@@ -165,6 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)
     stack = build_stack()  # before the event loop: it runs its own
+    stack.full_db_pools()
     write(asyncio.run(run(stack, args.models.split(","), args.charges, args.cap)), args)
 
 

@@ -25,8 +25,8 @@ from devtools.harness.stack import build_stack
 from workers.pools import POOLS, Pool
 
 POOL_TASKS = {
-    Pool.PAYMENTS: ["payments.charge"],
-    Pool.ORDERS: ["inventory.reserve", "orders.apply_reservation", "inventory.commit"],
+    Pool.PAYMENTS: ["inventory.reserved"],
+    Pool.ORDERS: ["inventory.reserve", "inventory.commit_many"],
     Pool.NOTIFICATIONS: ["notifications.send_order_mail"],
 }
 
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", default="200")
     args = parser.parse_args()
     stack = build_stack()
+    stack.full_db_pools()
     # PostgreSQL here serves other stacks too (max_connections 100): the APIs, which only
     # answer this script's polls, get small pools; the pools keep theirs (one per thread).
     for service in ("orders", "inventory", "notifications"):

@@ -1,4 +1,5 @@
-"""The processes of a whole local stack: three APIs, four pools, the emulator and the sink.
+"""The processes of a whole local stack: three APIs, four pools (or the autoscaler that runs
+them), the emulator and the sink.
 
 `make up` runs this plan under honcho; the end-to-end tests run the same plan on their own
 ports, database names and RabbitMQ vhost, so what is tested is what a developer starts.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from workers.pools import POOLS, Pool
+from workers.pools import POOLS, Pool, instance_argv
 
 SERVICES = ("orders", "inventory", "notifications")
 
@@ -56,6 +58,40 @@ def parse_pools(spec: str) -> dict[Pool, int]:
     return counts
 
 
+def parse_autoscale(spec: str) -> list[Pool]:
+    """`AUTOSCALE`: empty or 0 -> none; 1 (yes, true, all) -> every pool; else pool names."""
+    spec = spec.strip().lower()
+    if spec in ("", "0", "no", "false"):
+        return []
+    if spec in ("1", "yes", "true", "all"):
+        return list(Pool)
+    try:
+        return [Pool(name) for name in spec.replace(",", " ").split()]
+    except ValueError:
+        known = " ".join(pool.value for pool in Pool)
+        raise ValueError(f"AUTOSCALE: {spec!r} is not 1 or pool names among: {known}") from None
+
+
+def autoscaled_probes(
+    ports: Ports, minimums: dict[Pool, int], host: str = "127.0.0.1"
+) -> list[Process]:
+    """The workers an autoscaler starts at once (each pool's minimum), as probes only: the
+    autoscaler starts them, `make up` waits for their /readyz before it says it is ready."""
+    probes = []
+    for pool, count in minimums.items():
+        for index in range(count):
+            port = ports.metrics + POOLS[pool].metrics_offset + index
+            probes.append(
+                Process(
+                    f"{pool.value}-pool-{index + 1}",
+                    [],
+                    f"http://{host}:{port}/readyz",
+                    metrics_url=f"http://{host}:{port}/metrics",
+                )
+            )
+    return probes
+
+
 def plan(
     ports: Ports,
     pools: dict[Pool, int],
@@ -65,9 +101,13 @@ def plan(
     host: str = "127.0.0.1",
     python: str = sys.executable,
     stripe_state_file: str | None = None,
+    autoscaled: Sequence[Pool] = (),
+    autoscale_args: Sequence[str] = (),
 ) -> list[Process]:
     """`stripe_state_file`: where the emulator keeps its state across restarts (`make up`);
-    None keeps it in memory (tests and benchmarks start from an empty account)."""
+    None keeps it in memory (tests and benchmarks start from an empty account).
+    `autoscaled`: pools that get no fixed processes; one `autoscale` process (ops/autoscale.py)
+    starts and stops theirs, on the same metrics ports, with `autoscale_args` added."""
     processes: list[Process] = []
     if with_emulator:
         keep = ["--state-file", stripe_state_file] if stripe_state_file else []
@@ -132,18 +172,34 @@ def plan(
             )
         )
     for pool, count in pools.items():
-        for index in range(count):
+        for index in range(0 if pool in autoscaled else count):
             name = f"{pool.value}-pool-{index + 1}" if count > 1 else f"{pool.value}-pool"
             port = ports.metrics + POOLS[pool].metrics_offset + index
-            argv = [python, "-m", "workers", pool.value, "--name", f"{name}@%h"]
             processes.append(
                 Process(
                     name,
-                    [*argv, "--metrics-port", str(port)],
+                    instance_argv(pool, name, port, python),
                     f"http://{host}:{port}/readyz",
                     metrics_url=f"http://{host}:{port}/metrics",
                 )
             )
+    if autoscaled:
+        managed = " ".join(pool.value for pool in autoscaled)
+        processes.append(
+            Process(
+                "autoscale",
+                [
+                    python,
+                    "-m",
+                    "ops.autoscale",
+                    "--pools",
+                    managed,
+                    "--metrics-base",
+                    str(ports.metrics),
+                    *autoscale_args,
+                ],
+            )
+        )
     schedule = os.path.join(os.path.dirname(maildir), "celerybeat-schedule")
     processes.append(Process("beat", [python, "-m", "workers", "beat", "--schedule", schedule]))
     return processes

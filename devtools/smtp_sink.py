@@ -12,6 +12,16 @@ like them sends its replies when it has read all the commands a client sent at o
 (`PipeliningSMTP`): one reply per socket write cost the sink more CPU than the mail itself
 (docs/campaigns.md, "Throughput"). Reading the Maildir back (tests, the audit) is
 ops/maildir.py: the audit reads whatever Maildir a relay keeps and must not depend on dev tools.
+
+Refusals on demand, by the recipient's local part (no configuration, so they work on `make
+up`'s sink and the test stack alike; docs/campaigns.md "Bounces and complaints"):
+- containing `bounce-rcpt`: `550 5.1.1` to RCPT TO (user unknown, a hard bounce);
+- containing `bounce-data`: `550 5.1.1` to the message's content (a server that checks its
+  recipients after DATA, a hard bounce too);
+- containing `block-rcpt`: `554 5.7.1` to RCPT TO (a policy refusal, as a relay that denies
+  relaying answers: about the sender, not the address);
+- containing `defer-once`: `451 4.2.1` to the first RCPT TO for the address in the sink's life,
+  accepted from the second on (a temporary failure, as greylisting does).
 """
 
 from __future__ import annotations
@@ -35,6 +45,14 @@ MAILDIR_ENV = "SMTP_SINK_MAILDIR"
 # A fixed name: aiosmtpd otherwise calls socket.getfqdn() for every connection.
 SERVER_NAME = "doorbuster-smtp-sink"
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+BOUNCE_AT_RCPT = "bounce-rcpt"
+BOUNCE_AT_DATA = "bounce-data"
+BLOCK_AT_RCPT = "block-rcpt"
+DEFER_ONCE = "defer-once"
+
+
+def _marked(address: str, marker: str) -> bool:
+    return marker in address.rpartition("@")[0].lower()
 
 
 class MaildirHandler:
@@ -55,9 +73,28 @@ class MaildirHandler:
         self._prefix = f"P{os.getpid()}Q"
         self._suffix = "." + socket.gethostname().replace("/", "_").replace(":", "_")
         self.received = 0
+        self._deferred: set[str] = set()  # `defer-once` addresses refused once already
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        """Accept the recipient, unless its local part asks for a refusal (module docstring)."""
+        if _marked(address, BOUNCE_AT_RCPT):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if _marked(address, BLOCK_AT_RCPT):
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        if _marked(address, DEFER_ONCE) and address.lower() not in self._deferred:
+            self._deferred.add(address.lower())
+            return f"451 4.2.1 <{address}>: Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        """Store the message, then accept it (the reply means "it is on disk")."""
+        """Store the message, then accept it (the reply means "it is on disk"); a recipient
+        marked `bounce-data` has it refused, and nothing is stored."""
+        refused = [a for a in envelope.rcpt_tos if _marked(a, BOUNCE_AT_DATA)]
+        if refused:
+            return f"550 5.1.1 <{refused[0]}>: Recipient address rejected: User unknown"
         self._deliver(with_envelope(envelope.mail_from, envelope.rcpt_tos, envelope.content))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("stored mail from %s to %s", envelope.mail_from, envelope.rcpt_tos)

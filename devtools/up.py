@@ -3,7 +3,9 @@ foreground under honcho, print where to look. Ctrl-C stops every process.
 
 Environment: RABBITMQ_URL, DATABASE_URL (or ORDERS_/INVENTORY_/NOTIFICATIONS_DATABASE_URL),
 STRIPE_API_BASE (set: no emulator is started), SMTP_HOST/SMTP_PORT (SMTP_HOST set: no sink is
-started), POOLS (processes per pool, e.g. "payments=2 bulk=1"), UP_PORT_OFFSET (added to every
+started), POOLS (processes per pool, e.g. "payments=2 bulk=1"), AUTOSCALE (1: the pools'
+processes are started and stopped by ops/autoscale.py; or pool names; AUTOSCALE_ARGS adds its
+options, e.g. "--limits payments=1:4 --scale-in-window 60"), UP_PORT_OFFSET (added to every
 port, so a second stack can run beside the first on one machine).
 """
 
@@ -24,9 +26,19 @@ from urllib.parse import urlsplit
 from honcho.manager import Manager
 from honcho.printer import Message, Printer
 
-from devtools.plan import Ports, Process, parse_pools, plan
+from devtools.dkim_dev_key import dev_dkim_env
+from devtools.plan import (
+    Ports,
+    Process,
+    autoscaled_probes,
+    parse_autoscale,
+    parse_pools,
+    plan,
+)
 from devtools.readiness import wait_until_ready
+from ops.autoscale import minimums
 from shared.infra.settings import get_settings
+from workers.pools import Pool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The emulator's charges outlive a restart of `make up`, as Stripe's do (`make reset` empties it).
@@ -117,20 +129,39 @@ def local_endpoints(ports: Ports, with_emulator: bool, with_sink: bool) -> dict[
 def main() -> None:
     started = time.monotonic()
     ensure_dependencies()
-    subprocess.run([sys.executable, "-m", "shared.infra.migrate"], check=True, cwd=ROOT)
     ports = ports_from_env()
     with_emulator = "STRIPE_API_BASE" not in os.environ
     with_sink = "SMTP_HOST" not in os.environ
     env = {**os.environ, **local_endpoints(ports, with_emulator, with_sink)}
+    # Mail is signed locally too, with a key made under var/dkim/ (unless one is configured),
+    # and its unsubscribe links point at this notifications API.
+    env |= dev_dkim_env(os.environ)
+    env.setdefault("UNSUBSCRIBE_BASE_URL", f"http://127.0.0.1:{ports.notifications}")
     maildir = os.path.join(ROOT, "var", "mail")
     os.makedirs(os.path.dirname(maildir), exist_ok=True)
+    autoscale_args = shlex.split(os.environ.get("AUTOSCALE_ARGS", ""))
     try:
         pools = parse_pools(os.environ.get("POOLS", ""))
+        autoscaled = parse_autoscale(os.environ.get("AUTOSCALE", ""))
+        managed = ["--pools", " ".join(pool.value for pool in autoscaled)]
+        probes = (
+            autoscaled_probes(ports, minimums([*managed, *autoscale_args])) if autoscaled else []
+        )
     except ValueError as exc:
         sys.exit(str(exc))
     processes = plan(
-        ports, pools, with_emulator, with_sink, maildir, stripe_state_file=STRIPE_STATE_FILE
+        ports,
+        pools,
+        with_emulator,
+        with_sink,
+        maildir,
+        stripe_state_file=STRIPE_STATE_FILE,
+        autoscaled=autoscaled,
+        autoscale_args=autoscale_args,
     )
+    if taken := taken_ports([*processes, *probes]):
+        sys.exit(ports_taken(taken))
+    subprocess.run([sys.executable, "-m", "shared.infra.migrate"], check=True, cwd=ROOT)
     printer = WatchingPrinter(sys.stdout)
     manager = Manager(printer)
     for process in processes:
@@ -138,11 +169,15 @@ def main() -> None:
             process.name, shlex.join(process.argv), env={**env, **process.env}, cwd=ROOT
         )
     print(banner(ports, with_emulator, with_sink, maildir), flush=True)
-    for process in processes:
+    for process in [*processes, *probes]:
         if process.metrics_url:
             print(f"  {process.name:<18} {process.metrics_url}", flush=True)
+    if autoscaled:
+        print(autoscale_line(autoscaled, ports), flush=True)
     watch = threading.Thread(
-        target=announce_readiness, args=(processes, printer, ports, started), daemon=True
+        target=announce_readiness,
+        args=([*processes, *probes], printer, ports, started),
+        daemon=True,
     )
     watch.start()
     manager.loop()
@@ -166,6 +201,67 @@ def announce_readiness(
         print(ready_line(ports, time.monotonic() - started), flush=True)
 
 
+def listen_address(process: Process) -> tuple[str, int] | None:
+    """Where a process listens: the host and port of its probe (an API's, a pool's metrics
+    port, the emulator's, the sink's); None for one that listens nowhere (beat)."""
+    url = process.health_url or process.metrics_url
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return (parts.hostname or "127.0.0.1", parts.port) if parts.port else None
+
+
+def taken_ports(processes: list[Process]) -> list[tuple[Process, int, str]]:
+    """The processes whose port another program holds already, each with the port and who holds
+    it (as far as `ss` can tell). Checked before anything starts: an API that cannot bind exits
+    only after its start-up, among a hundred lines of the others' start-up."""
+    taken = []
+    for process in processes:
+        address = listen_address(process)
+        if address is None:
+            continue
+        with socket.socket() as probe:
+            # As uvicorn, aiosmtpd and the metrics server bind: a port in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                taken.append((process, address[1], holder(address[1])))
+    return taken
+
+
+def holder(port: int) -> str:
+    """`ss`'s name for the program listening on `port` ("python3 (pid 1234)"), or ""."""
+    ss = shutil.which("ss")
+    if not ss:
+        return ""
+    try:
+        listing = subprocess.run(  # noqa: S603
+            [ss, "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if found := re.search(r'users:\(\("(?P<name>[^"]+)",pid=(?P<pid>\d+)', listing):
+        return f"{found['name']} (pid {found['pid']})"
+    return ""
+
+
+def ports_taken(taken: list[tuple[Process, int, str]]) -> str:
+    lines = [
+        f"==> make up: {process.name} did not start: port {port} is already in use"
+        f"{f' by {who}' if who else ''}"
+        for process, port, who in taken
+    ]
+    return "\n".join(
+        [
+            *lines,
+            "    Nothing was started. Another `make up` (or an old process of one) may still "
+            "run: stop it (`ss -ltnp` names what listens), or start this one beside it with "
+            "UP_PORT_OFFSET=10000.",
+        ]
+    )
+
+
 def ready_line(ports: Ports, seconds: float) -> str:
     return (
         f"==> Doorbuster is ready ({seconds:.0f} s): "
@@ -180,6 +276,15 @@ def not_started(name: str, returncode: str) -> str:
     return (
         f"==> make up: {name} did not start (exited with code {returncode}); "
         f"its lines above say why, and every other process was stopped"
+    )
+
+
+def autoscale_line(autoscaled: list[Pool], ports: Ports) -> str:
+    names = ", ".join(pool.value for pool in autoscaled)
+    return (
+        f"  autoscale          {names}: workers started and stopped by KEDA's rule (the "
+        f"minimum of each above), each on http://127.0.0.1:{ports.metrics}+<pool offset>"
+        "+<instance>/metrics; its lines `autoscale decision` say why"
     )
 
 

@@ -26,7 +26,9 @@ import stripe
 from sqlalchemy.engine import make_url
 
 from ops.maildir import count_by_header
+from ops.stock import STOCK_LEDGER, refund_violations, sku_violations
 from shared.infra.settings import Settings, get_settings
+from shared.messages.orders import ExpireReservations, ReconcilePayments
 from shared.messaging.topology import QueueName, dead_letter_queue
 
 # Reads the local SMTP sink's mail counts by key (None: no local sink), when a check asks.
@@ -126,27 +128,33 @@ async def charges_once(settings: Settings, since: datetime | None) -> Verdict:
 
 
 async def stock_consistent(settings: Settings, since: datetime | None) -> Verdict:
-    verdict = Verdict("3. stock >= 0, 0 <= reserved <= stock, units sold match paid orders")
-    products = await _fetch(settings, "inventory", "SELECT sku, stock, reserved FROM products")
-    held = await _fetch(
+    """Per sku: stock >= 0, 0 <= reserved <= stock, reserved == what open reservations hold,
+    and stock + sold - returned == received (ops/stock.py); and every refunded order's units
+    back (once it has been refunded longer than the reservation timeout: before that its
+    return may still be queued)."""
+    verdict = Verdict("3. stock adds up per sku (stock + sold - returned = received), refunds back")
+    ledger = await _fetch(settings, "inventory", STOCK_LEDGER)
+    verdict.checked = len(ledger)
+    for row in ledger:
+        verdict.violations += sku_violations(row)
+    refunded = await _fetch(
+        settings,
+        "orders",
+        "SELECT id, updated_at < now() - make_interval(secs => $1) AS overdue FROM orders "
+        "WHERE status = 'refunded' AND created_at >= coalesce($2, '-infinity'::timestamptz)",
+        float(settings.reservation_timeout_seconds),
+        since,
+    )
+    settled = await _fetch(
         settings,
         "inventory",
-        "SELECT line->>'sku' AS sku, sum((line->>'quantity')::int) AS units "
-        "FROM reservations, jsonb_array_elements(lines) AS line "
-        "WHERE status = 'reserved' GROUP BY 1",
+        "SELECT order_id, status FROM reservations WHERE order_id = ANY($1::text[])",
+        [row["id"] for row in refunded],
     )
-    held_by_sku = {row["sku"]: row["units"] for row in held}
-    verdict.checked = len(products)
-    for row in products:
-        if not (row["stock"] >= 0 and 0 <= row["reserved"] <= row["stock"]):
-            verdict.violations.append(
-                f"{row['sku']}: stock {row['stock']}, reserved {row['reserved']}"
-            )
-        if row["reserved"] != held_by_sku.get(row["sku"], 0):
-            verdict.violations.append(
-                f"{row['sku']}: reserved {row['reserved']} but open reservations hold "
-                f"{held_by_sku.get(row['sku'], 0)}"
-            )
+    found, on_the_way = refund_violations(
+        refunded, {row["order_id"]: row["status"] for row in settled}
+    )
+    verdict.violations += found
     committed = await _fetch(
         settings, "inventory", "SELECT order_id FROM reservations WHERE status = 'committed'"
     )
@@ -158,7 +166,10 @@ async def stock_consistent(settings: Settings, since: datetime | None) -> Verdic
     )
     sold = {row["order_id"] for row in committed}
     unsettled = [row["id"] for row in paid if row["id"] not in sold]
-    verdict.notes = {"paid orders whose units are not yet taken from stock": len(unsettled)}
+    verdict.notes = {
+        "paid orders whose units are not yet taken from stock": len(unsettled),
+        "refunded orders whose units are on their way back": on_the_way,
+    }
     return verdict
 
 
@@ -285,6 +296,8 @@ async def dead_letters(
                 task_id = (message.headers or {}).get("id") or message.message_id
                 if task_id in expected:
                     seen.add(str(task_id))
+                elif superseded(message.headers or {}):
+                    verdict.notes[SUPERSEDED] = verdict.notes.get(SUPERSEDED, 0) + 1
                 else:
                     verdict.violations.append(f"{name}: {_describe(message)}")
         await channel.close()  # requeues what was read, in order
@@ -296,6 +309,19 @@ async def dead_letters(
     if expected:
         verdict.notes["expected"] = len(expected)
     return verdict
+
+
+# Beat's periodic tasks: each run does the whole job again, so one that expired in its queue
+# (the reconciliation's one-hour expiry, or a sweep from before sweeps had none) lost nothing.
+PERIODIC_TASKS = frozenset({ExpireReservations.name, ReconcilePayments.name})
+SUPERSEDED = "expired periodic tasks (superseded by a later run)"
+
+
+def superseded(headers: dict[str, Any]) -> bool:
+    """Whether a dead letter is a periodic task that died of its message expiry: explained."""
+    deaths = headers.get("x-death") or [{}]
+    reason = deaths[0].get("reason") if isinstance(deaths[0], dict) else None
+    return headers.get("task") in PERIODIC_TASKS and reason == "expired"
 
 
 def _died_at(message: aio_pika.abc.AbstractIncomingMessage) -> datetime:

@@ -1,4 +1,6 @@
-"""`doorbuster`: watch queues and pools, scale pools, pause campaigns, redrive dead letters.
+"""`doorbuster`: watch queues and pools, scale pools (by hand or `autoscale`), pause
+campaigns, redrive dead letters, reconcile the orders with the payment provider, print the
+DKIM record to publish.
 
 Reads the same settings as the services (RABBITMQ_URL, RABBITMQ_MANAGEMENT_URL,
 NOTIFICATIONS_API_URL, OPS_ADMIN_KEY or ADMIN_API_KEYS). Every listing takes `--json`.
@@ -7,6 +9,7 @@ NOTIFICATIONS_API_URL, OPS_ADMIN_KEY or ADMIN_API_KEYS). Every listing takes `--
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import aio_pika
@@ -17,6 +20,7 @@ from celery import Celery
 from ops import campaigns, dlq, pools, queues
 from ops.rabbit import Management, vhost_of
 from ops.render import emit
+from shared.infra.dkim_key import DkimKeyError, dns_record, load_key, read_key, signing_domain
 from shared.infra.settings import get_settings
 from workers.pools import Pool
 
@@ -119,6 +123,28 @@ def resume(campaign_id: str, as_json: Json = False) -> None:
     _campaign(campaign_id, "resume", as_json)
 
 
+@app.command("dkim-record")
+def dkim_record(as_json: Json = False) -> None:
+    """The DNS TXT record that publishes the DKIM key (DKIM_PRIVATE_KEY_FILE or
+    DKIM_PRIVATE_KEY, DKIM_SELECTOR, DKIM_DOMAIN or MAIL_FROM's domain)."""
+    settings = get_settings()
+    try:
+        if settings.dkim_private_key_file:
+            key = read_key(settings.dkim_private_key_file)
+        elif settings.dkim_private_key:
+            key = load_key(settings.dkim_private_key)
+        else:
+            raise fail("no DKIM key configured (DKIM_PRIVATE_KEY_FILE or DKIM_PRIVATE_KEY)")
+    except DkimKeyError as exc:
+        raise fail(f"DKIM key: {exc}") from exc
+    domain = signing_domain(settings.dkim_domain, settings.mail_from)
+    if as_json:
+        name = f"{settings.dkim_selector}._domainkey.{domain}"
+        emit({"name": name, "type": "TXT", "value": key.txt_value(), "key": key.kind}, True)
+    else:
+        typer.echo(dns_record(key, settings.dkim_selector, domain))
+
+
 QueueArg = Annotated[str, typer.Argument(help="A task queue (payments) or its DLQ (payments.dlq)")]
 
 
@@ -189,6 +215,71 @@ def dlq_redrive(
         typer.echo(f"redrove {len(moved)} message(s)")
         if rows:
             emit(rows, False, ("task", "task_id", "to_queue"))
+
+
+@app.command("reconcile")
+def reconcile_payments(
+    since: Annotated[
+        str | None,
+        typer.Option(help="intents created since (ISO); default RECONCILE_LOOKBACK_SECONDS ago"),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="report only, change nothing")] = False,
+    as_json: Json = False,
+) -> None:
+    """Compare the orders with the provider's PaymentIntents (by metadata.order_id): settle or
+    refund money taken for unpaid orders, refund second charges, report paid orders without
+    a charge. Exits 1 while a discrepancy remains."""
+    from ops import reconcile
+
+    settings = get_settings()
+    start = datetime.now(UTC) - timedelta(seconds=settings.reconcile_lookback_seconds)
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError as exc:
+            raise fail(f"--since: not an ISO time: {since!r}") from exc
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    try:
+        report = asyncio.run(reconcile.run(settings, start, fix=not dry_run))
+    except Exception as exc:  # the provider or the database did not answer
+        raise fail(f"reconcile: {exc!r}"[:300]) from exc
+    if as_json:
+        findings = [finding.as_dict() for finding in report.findings]
+        emit({"since": start, "intents": report.intents, "findings": findings}, True)
+    else:
+        typer.echo(reconcile.render(report, fix=not dry_run))
+    if report.remaining:
+        raise typer.Exit(1)
+
+
+@app.command("autoscale")
+def autoscale(
+    pools: Annotated[str, typer.Option(help="pools to manage, e.g. 'payments orders'")] = " ".join(
+        pool.value for pool in Pool
+    ),
+    limits: Annotated[str, typer.Option(help="min:max overrides, e.g. 'payments=1:4'")] = "",
+    scale_in_window: Annotated[
+        float | None, typer.Option(help="seconds (default: each ScaledObject's)")
+    ] = None,
+    polling: Annotated[
+        float | None, typer.Option(help="seconds (default: each ScaledObject's)")
+    ] = None,
+    metrics_base: Annotated[
+        int | None, typer.Option(help="workers' metrics port base (default: METRICS_PORT)")
+    ] = None,
+) -> None:
+    """Start and stop local pool workers by KEDA's rule (ops/autoscale.py); Ctrl-C stops them."""
+    from ops import autoscale as scaler
+
+    argv = ["--pools", pools, "--limits", limits]
+    for option, value in (
+        ("--scale-in-window", scale_in_window),
+        ("--polling", polling),
+        ("--metrics-base", metrics_base),
+    ):
+        if value is not None:
+            argv += [option, str(value)]
+    scaler.main(argv)
 
 
 def main() -> None:

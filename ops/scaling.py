@@ -1,5 +1,5 @@
 """The scaling rule KEDA applies to a pool (deploy/k8s/base/pools/*.yaml), as a pure function,
-so the local autoscaler (to come: `doorbuster autoscale`) and its tests apply the same one.
+so the local autoscaler (`doorbuster autoscale`, ops/autoscale.py) and its tests apply the same one.
 
 KEDA's rabbitmq scaler in `QueueLength` mode asks the HPA for `ceil(messages / value)`
 replicas, `messages` being ready + unacked, clamped to the ScaledObject's min and max; the
@@ -10,6 +10,7 @@ service time in deploy/capacity.yaml: `ceil(c x (1 + W / S))` (deploy/README.md)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -54,10 +55,19 @@ def decide(
     per_worker: int,
     minimum: int,
     maximum: int,
-    recent_wants: list[int],
+    recent_wants: Sequence[int],
+    recent_up_wants: Sequence[int] = (),
 ) -> Decision:
-    """Scale out at once; scale in only to the highest want seen in the stabilization window
-    (`recent_wants`, oldest first, this want excluded), as the HPA does."""
+    """The HPA's stabilization: scale in only to the highest want seen in the scale-in window
+    (`recent_wants`, this want excluded); scale out to the lowest want seen in the scale-out
+    window (`recent_up_wants`; empty, at once, for a window of 0 s like payments' and orders')."""
     wanted = wanted_workers(messages, per_worker, minimum, maximum)
-    workers = wanted if wanted >= current else min(current, max([wanted, *recent_wants]))
+    up = min([wanted, *recent_up_wants])
+    down = max([wanted, *recent_wants])
+    if up > current:
+        workers = up
+    elif down < current:
+        workers = down
+    else:
+        workers = current
     return Decision(current, wanted, workers, messages, per_worker)

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     """Subclasses implement `step`; `interval` seconds pass between the end of one step and
-    the start of the next. A failing step is logged at `failure_level` and retried next round."""
+    the start of the next. A failing step is retried next round; the first failure of a streak
+    is logged at `failure_level`, the rest of the streak at debug (a step every second would
+    otherwise bury every other line while, say, the management API is off), and the recovery
+    once, with the number of failed rounds."""
 
     failure_level = logging.WARNING
     name = "periodic step"
@@ -44,15 +47,28 @@ class Periodic:
             self._task = None
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 await self.step()
             except Exception:
+                failures += 1
+                level = self.failure_level if failures == 1 else logging.DEBUG
                 log.log(
-                    self.failure_level,
-                    "%s failed; next try in %gs",
+                    level,
+                    "%s failed; next try in %gs%s",
                     self.name,
                     self.interval,
-                    exc_info=self.failure_level >= logging.WARNING,
+                    "" if failures == 1 else f" ({failures} rounds failed in a row)",
+                    exc_info=level >= logging.WARNING,
                 )
+            else:
+                if failures:
+                    log.log(
+                        self.failure_level,
+                        "%s works again after %d failed round(s)",
+                        self.name,
+                        failures,
+                    )
+                failures = 0
             await asyncio.sleep(self.interval)

@@ -21,8 +21,15 @@ from shared.messaging.uow import UnitOfWork
 
 
 class ServiceRuntime:
-    def __init__(self, service: str, outbox_table: Table, settings: Settings | None = None):
+    def __init__(
+        self,
+        service: str,
+        outbox_table: Table,
+        settings: Settings | None = None,
+        unit_of_work: type[UnitOfWork] = UnitOfWork,
+    ):
         self.service = service
+        self._unit_of_work = unit_of_work
         self.settings = settings or get_settings()
         self.db = Database(
             self.settings.service_database_url(service),
@@ -33,13 +40,14 @@ class ServiceRuntime:
             self.settings.rabbitmq_url,
             self.settings.queue_type,
             ssl_context=broker_ssl_context(self.settings),
+            heartbeat=self.settings.broker_heartbeat_seconds,
         )
         self.outbox = Outbox(outbox_table)
         self.dispatcher = Dispatcher(self.outbox, self.db, self.publisher)
         self._relay: Relay | None = None
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.db, self.outbox, self.dispatcher)
+        return self._unit_of_work(self.db, self.outbox, self.dispatcher)
 
     async def start(self, relay: bool) -> None:
         self.publisher.connect_in_background()

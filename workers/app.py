@@ -18,11 +18,11 @@ from kombu import Exchange, Queue
 from shared.infra.observability import configure_logging, init_sentry
 from shared.infra.settings import Settings, get_settings
 from shared.infra.tls import celery_broker_ssl
+from shared.messages.orders import ExpireReservations, ReconcilePayments
+from shared.messaging.message import all_messages
 from shared.messaging.topology import (
-    ROUTES,
     TASK_EXCHANGE,
     QueueName,
-    TaskName,
     queue_arguments,
     task_exchange_type,
 )
@@ -52,6 +52,12 @@ def _sentry(**_: object) -> None:
     init_sentry(get_settings(), "worker", [CeleryIntegration()])
 
 
+# Seconds (py-amqp's SO_RCVTIMEO/SO_SNDTIMEO): above the 5 s between the broker's heartbeats
+# (`broker_heartbeat`, BROKER_HEARTBEAT_SECONDS 10), so an idle consumer's blocking read never
+# times out.
+BROKER_SOCKET_TIMEOUT = 8
+
+
 def celery_queues(queue_type: str, declare: bool = True) -> list[Queue]:
     exchange = Exchange(TASK_EXCHANGE, type=task_exchange_type(queue_type), durable=True)
     return [
@@ -75,8 +81,8 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
     app.conf.update(
         task_queues=celery_queues(settings.queue_type),
         task_routes={
-            name.value: {"queue": route.queue.value, "routing_key": route.queue.value}
-            for name, route in ROUTES.items()
+            message.name: {"queue": message.route.queue.value, "routing_key": message.route.queue}
+            for message in all_messages()
         },
         task_default_queue=QueueName.ORDERS.value,
         task_default_exchange=TASK_EXCHANGE,
@@ -91,8 +97,20 @@ def make_celery(pool: Pool | None, settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"confirm_publish": True},
-        broker_heartbeat=10,
+        # A pool without its broker can do nothing else: it tries again for as long as it
+        # takes (Celery's default gives up after 100 tries and the worker exits), and its
+        # /readyz answers 503 meanwhile. The waits between tries: workers/consumer.py.
+        broker_connection_max_retries=None,
+        # Socket timeouts bound every blocking read and write of py-amqp (Celery's own waits
+        # have none): on a broker alarm a publishing connection is not read any more, and a
+        # retry's publish, then the close of its channel and connection, would wait for the
+        # alarm to end (shared/messaging/tasks.py bounds the confirm itself).
+        broker_transport_options={
+            "confirm_publish": True,
+            "read_timeout": BROKER_SOCKET_TIMEOUT,
+            "write_timeout": BROKER_SOCKET_TIMEOUT,
+        },
+        broker_heartbeat=settings.broker_heartbeat_seconds,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
@@ -127,14 +145,24 @@ def beat_app(settings: Settings | None = None) -> Celery:
     app = make_celery(None, settings)
     app.conf.task_queues = celery_queues(settings.queue_type, declare=False)
     app.conf.beat_schedule = {
-        TaskName.EXPIRE_RESERVATIONS.value: {
-            "task": TaskName.EXPIRE_RESERVATIONS.value,
+        ExpireReservations.name: {
+            "task": ExpireReservations.name,
             "schedule": settings.reservation_sweep_interval_seconds,
             "options": {
-                "queue": ROUTES[TaskName.EXPIRE_RESERVATIONS].queue.value,
-                "priority": ROUTES[TaskName.EXPIRE_RESERVATIONS].priority,
-                # A sweep not started within one interval is superseded by the next one.
-                "expires": settings.reservation_sweep_interval_seconds,
+                "queue": ExpireReservations.route.queue.value,
+                "priority": ExpireReservations.route.priority,
+                # No `expires`: a sweep is idempotent and cheap, so one that waited out a pool
+                # or broker outage simply runs late. With a message TTL it was dead-lettered
+                # (reason `expired`) and read as a failure by `make audit` and the DLQ tools.
+            },
+        },
+        ReconcilePayments.name: {
+            "task": ReconcilePayments.name,
+            "schedule": settings.reconcile_interval_seconds,
+            "options": {
+                "queue": ReconcilePayments.route.queue.value,
+                "priority": ReconcilePayments.route.priority,
+                "expires": settings.reconcile_interval_seconds,
             },
         },
     }

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from celery import Task, signals
+from celery.exceptions import Reject
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -30,7 +31,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from shared.infra.settings import get_settings
-from shared.messaging.topology import ROUTES, TaskName
+from shared.messaging.message import route_of
 from shared.messaging.wire import PUBLISHED_AT_HEADER
 from workers.pools import POOLS, Pool, tasks_of
 
@@ -88,13 +89,13 @@ def zero_series(pool: Pool) -> None:
     queue = POOLS[pool].queue.value
     ACTIVE.labels(queue)
     for task in tasks_of(pool):
-        WAIT.labels(queue, task.value)
-        RUN.labels(queue, task.value)
-        RETRIES.labels(queue, task.value)
+        WAIT.labels(queue, task)
+        RUN.labels(queue, task)
+        RETRIES.labels(queue, task)
         for outcome in OUTCOMES.values():
-            TASKS.labels(queue, task.value, outcome)
+            TASKS.labels(queue, task, outcome)
         for reason in DEAD_LETTER_OUTCOMES:
-            DEAD_LETTERS.labels(queue, task.value, reason)
+            DEAD_LETTERS.labels(queue, task, reason)
 
 
 def queue_of(task_name: str, delivery_info: dict[str, Any] | None) -> str:
@@ -102,8 +103,8 @@ def queue_of(task_name: str, delivery_info: dict[str, Any] | None) -> str:
     if routing_key:
         return str(routing_key)
     try:
-        return ROUTES[TaskName(task_name)].queue.value
-    except ValueError:
+        return route_of(task_name).queue.value
+    except KeyError:
         return "unknown"
 
 
@@ -133,13 +134,18 @@ def _on_prerun(task_id: str, task: Task, **_: Any) -> None:
 
 
 @signals.task_postrun.connect
-def _on_postrun(task_id: str, task: Task, state: str | None = None, **_: Any) -> None:
+def _on_postrun(
+    task_id: str, task: Task, state: str | None = None, retval: Any = None, **_: Any
+) -> None:
     queue = queue_of(task.name, task.request.delivery_info)
     started = _started.pop(task_id, None)
     if started is not None:
         RUN.labels(queue, task.name).observe(time.perf_counter() - started)
         ACTIVE.labels(queue).dec()
     outcome = OUTCOMES.get(state or "", (state or "unknown").lower())
+    if isinstance(retval, Reject) and retval.requeue:
+        # Back in its queue (a retry that could not be published): not a dead letter.
+        outcome = "requeued"
     TASKS.labels(queue, task.name, outcome).inc()
     if outcome == "retried":
         RETRIES.labels(queue, task.name).inc()

@@ -14,11 +14,13 @@ numbers are defaults: `python -m workers <pool> -c N -P MODEL` overrides them.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
 from shared.infra.settings import Settings
-from shared.messaging.topology import ROUTES, QueueName, TaskName
+from shared.messaging.message import all_messages
+from shared.messaging.topology import QueueName
 
 
 class Pool(StrEnum):
@@ -97,9 +99,9 @@ def all_task_modules() -> list[str]:
     return sorted({module for spec in POOLS.values() for module in spec.task_modules})
 
 
-def tasks_of(pool: Pool) -> list[TaskName]:
+def tasks_of(pool: Pool) -> list[str]:
     """The tasks routed to the queue `pool` consumes: what its workers run."""
-    return [name for name, route in ROUTES.items() if route.queue == POOLS[pool].queue]
+    return [m.name for m in all_messages() if m.route.queue == POOLS[pool].queue]
 
 
 def pool_of_queue(queue: str) -> Pool | None:
@@ -117,3 +119,20 @@ def metrics_port(pool: Pool, settings: Settings, index: int = 0) -> int:
     if not settings.metrics_port:
         return 0
     return settings.metrics_port + POOLS[pool].metrics_offset + index
+
+
+def instance_argv(
+    pool: Pool, name: str, metrics_port: int, python: str = sys.executable
+) -> list[str]:
+    """The command line of one local process of `pool`, as `make up` (devtools/plan.py) and
+    the local autoscaler (ops/autoscale.py) start it; `name` becomes the node `<name>@<host>`."""
+    return [
+        python,
+        "-m",
+        "workers",
+        pool.value,
+        "--name",
+        f"{name}@%h",
+        "--metrics-port",
+        str(metrics_port),
+    ]

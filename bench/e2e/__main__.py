@@ -71,6 +71,7 @@ def both_arms(args: argparse.Namespace) -> Iterator[tuple[Stack, PlainArm]]:
     `switch(stack, plain)` to stop Doorbuster's APIs and pools and start the plain arm."""
     os.chdir(ROOT)
     stack = build_stack()
+    stack.full_db_pools()
     stack.processes["orders-api"].env.pop("RABBITMQ_URL", None)
     stack.processes["payments-pool"].argv.extend(["--concurrency", str(args.payments_concurrency)])
     plain = PlainArm(stack.logs, concurrency=args.plain_concurrency)

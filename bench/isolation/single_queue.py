@@ -26,7 +26,8 @@ import aio_pika
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.messaging.topology import ROUTES, TASK_EXCHANGE, Route
+from shared.messaging.message import all_messages
+from shared.messaging.topology import TASK_EXCHANGE, Route
 from workers.pools import POOL_IMPLEMENTATIONS, POOLS
 
 
@@ -41,8 +42,8 @@ CONCURRENCY = sum(profile.concurrency for profile in POOLS.values())
 
 def reroute() -> None:
     """Every task to the one queue, at its usual priority (which that queue ignores)."""
-    for name, route in list(ROUTES.items()):
-        ROUTES[name] = Route(DefaultQueue.CELERY, route.priority)  # type: ignore[arg-type]
+    for message in all_messages():
+        message.route = Route(DefaultQueue.CELERY, message.route.priority)  # type: ignore[arg-type,misc]
 
 
 async def declare(amqp_url: str) -> None:

@@ -2,8 +2,10 @@
 
     python -m bench.surge [--users 100] [--duration 100] [--profile step] [--ui] ...
 
-1. checks the stack answers, sets the Stripe emulator's latency (200 ms median by default),
-   creates the run's catalog and flash-sale sku, imports the campaign's subscribers;
+1. checks the stack answers, warns when old data will slow the run (a campaign audience far
+   above what it imports, a backlog in the queues: `make reset`), sets the Stripe emulator's
+   latency (200 ms median by default), creates the run's catalog and flash-sale sku, imports
+   the campaign's subscribers;
 2. runs Locust in its own process (gevent) with the step profile, headless or with its web UI,
    while a thread samples the queue depths;
 3. settles: waits (bounded) until every order it placed is final and the campaign is done;
@@ -30,7 +32,7 @@ from typing import Any
 import httpx
 from pydantic_settings import BaseSettings
 
-from bench.surge import journal, launch, profile, report, seed, settle, target
+from bench.surge import journal, launch, old_data, profile, report, seed, settle, target
 from bench.surge.depths import DepthSampler
 from ops.audit import render as render_audit
 from ops.audit import run_audit
@@ -122,6 +124,7 @@ class Surge:
 
     def prepare(self) -> seed.Seeded:
         self.folder.mkdir(parents=True)
+        self.warn_about_old_data()
         self.emulator_before = prepare_emulator(
             self.stripe_url, self.args.stripe_latency_ms, self.record
         )
@@ -134,6 +137,15 @@ class Surge:
             f"the peak, {self.plan.duration:.0f} s; files in {self.folder}"
         )
         return seeded
+
+    def warn_about_old_data(self) -> None:
+        """Before anything runs: data from earlier runs that will slow this one."""
+        found = asyncio.run(old_data.measure(self.settings, self.args.subscribers))
+        for line in old_data.warnings(
+            found, self.args.subscribers, self.settings.bulk_mail_rate_per_second
+        ):
+            print(line, flush=True)
+            self.record["notes"].append(line)
 
     def load(self, seeded: seed.Seeded) -> bool:
         """Locust, then settling, with queue depths and CPU sampled all along. False when

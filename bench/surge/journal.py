@@ -25,6 +25,10 @@ ORDERS = "orders.csv"  # every accepted order with its final status (orchestrato
 ORDER_COLUMNS = ("order_id", "kind", "status", "reason", "created", "updated", "final_ms")
 QUEUES = "queues.csv"  # queue depths sampled during the run (orchestrator)
 QUEUE_COLUMNS = ("ts", "queue", "messages", "ready", "unacked")
+# Consumers of each pool's queue (= its workers) and the queue's ready + unacked messages as the
+# autoscaler reads them (management API), sampled with the depths (orchestrator)
+WORKERS = "workers.csv"
+WORKER_COLUMNS = ("ts", "pool", "queue", "workers", "messages")
 MACHINE = "machine.csv"  # CPU busy (whole machine, and Locust's share) and load, once a second
 MACHINE_COLUMNS = ("ts", "cpu_percent", "locust_percent", "load1")
 CAMPAIGN = "campaign.json"  # what happened to the mid-run campaign (Locust side, then settled)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # after choosing the backend
 import numpy as np
 
 from bench.surge.stats import Samples, per_second, windowed_percentiles
+from workers.pools import POOLS, Pool
 
 MIN_SAMPLES = 10  # a route with fewer requests gets no latency panel (the table has it)
 Marks = list[tuple[float, str]]  # moments to draw as vertical lines (surge, campaign, end)
@@ -190,4 +191,60 @@ def machine(
     ax.set_ylabel("% CPU")
     ax.set_xlabel("seconds since the load started (includes settling)")
     ax.set_title("The machine: CPU busy and load average (dotted, right axis)")
+    return _save(fig, path)
+
+
+def scaling(
+    workers: dict[str, tuple[np.ndarray, np.ndarray]],
+    depths: dict[str, tuple[np.ndarray, np.ndarray]],
+    orders: list[dict],
+    seconds: float,
+    spans: Spans,
+    marks: Marks,
+    path: Path,
+) -> str:
+    """Workers per pool over time beside its queue's depth (ready + unacked as the autoscaler
+    reads them, where recorded), under the payments accept->paid p95: does payments scale out
+    before its p95 moves, and back in after the surge?"""
+    pools = [str(pool) for pool in Pool]
+    fig, axes = plt.subplots(
+        len(pools) + 1, 1, figsize=(11, 2.3 * (len(pools) + 1)), sharex=True, squeeze=False
+    )
+    ends = [float(t.max()) for t, _ in [*workers.values(), *depths.values()] if t.size]
+    end = max([seconds, *ends])
+    top = axes[0][0]
+    _frame(top, spans, marks, end)
+    paid = [
+        (o["t"], o["final_ms"])
+        for o in orders
+        if o["status"] == "paid" and o["final_ms"] is not None and o["t"] is not None
+    ]
+    if paid:
+        t, ms = np.array(paid).T
+        centers, quantiles = windowed_percentiles(t, ms, end)
+        top.plot(centers, quantiles[95], color="tab:red", marker=".", label="p95 (5 s windows)")
+        top.plot(centers, quantiles[50], color="tab:green", linewidth=1, label="p50")
+        top.legend(fontsize=7, loc="upper left")
+    else:
+        top.text(0.5, 0.5, "no paid orders", transform=top.transAxes, ha="center")
+    top.set_ylabel("ms")
+    top.set_title("Payments: accept -> paid (by acceptance time)", fontsize=9)
+    for ax, pool in zip((row[0] for row in axes[1:]), pools, strict=True):
+        queue = str(POOLS[Pool(pool)].queue)
+        _frame(ax, spans, marks, end)
+        if queue in depths:
+            t, depth = depths[queue]
+            ax.plot(t, depth, color="tab:blue", linewidth=1.2, label=f"{queue} depth")
+        ax.set_ylabel("messages", color="tab:blue")
+        twin = ax.twinx()
+        if pool in workers:
+            t, count = workers[pool]
+            twin.step(t, count, where="post", color="tab:orange", linewidth=2, label="workers")
+            twin.set_ylim(0, max(float(count.max()) + 1, 2))
+        else:
+            twin.text(0.5, 0.5, "no worker samples", transform=ax.transAxes, ha="center")
+        twin.set_ylabel("workers", color="tab:orange")
+        twin.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(f"{pool} pool: workers (orange, right) and {queue} depth (blue)", fontsize=9)
+    axes[-1][0].set_xlabel("seconds since the load started (includes settling)")
     return _save(fig, path)

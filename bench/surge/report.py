@@ -23,6 +23,7 @@ def render(folder: Path) -> Path:
     samples = stats.load_samples(folder, t0)
     orders = stats.load_orders(folder, t0)
     depths = stats.load_queues(folder, t0)
+    workers, counted = stats.load_workers(folder, t0)
     campaign = journal.read_json(folder / journal.CAMPAIGN, {})
     audit = (folder / journal.AUDIT).read_text() if (folder / journal.AUDIT).exists() else ""
     spans, marks = timeline(run, campaign, t0)
@@ -38,10 +39,18 @@ def render(folder: Path) -> Path:
         "Queue depths": plots.queues(
             depths, seconds, spans, marks, run.get("queue source", "?"), folder / "queues.png"
         ),
+        "Workers per pool": plots.scaling(
+            workers, {**depths, **counted}, orders, seconds, spans, marks, folder / "scaling.png"
+        ),
         "Errors": plots.errors(samples, seconds, spans, marks, folder / "errors.png"),
         "The machine": plots.machine(usage, seconds, spans, marks, folder / "machine.png"),
     }
     summary = summarize(samples, orders, depths, campaign, audit, run, seconds)
+    summary["workers per pool"] = {
+        pool: {"min": int(count.min()), "max": int(count.max())}
+        for pool, (_, count) in sorted(workers.items())
+        if count.size
+    }
     summary["machine during the load"] = stats.machine_summary(usage, seconds)
     stages = run.get("profile", {}).get("stages", [])
     summary["stages"] = stats.stage_summary(samples, orders, usage, stages, CHECKOUT)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import httpx
 
 SUBSCRIBER_BATCH = 1000
+# The run's subscribers: the same addresses every run, so the audience does not grow.
+SURGE_DOMAIN = "surge.example.com"
 
 
 @dataclass
@@ -53,8 +55,7 @@ def import_subscribers(client: httpx.Client, run_id: str, count: int) -> dict[st
     and go on: the campaign step records the same."""
     totals: dict[str, int | str] = {"requested": count, "created": 0, "existing": 0}
     addresses = [
-        {"email": f"fan-{index}@surge.example.com", "name": f"Fan {index}"}
-        for index in range(count)
+        {"email": f"fan-{index}@{SURGE_DOMAIN}", "name": f"Fan {index}"} for index in range(count)
     ]
     for start in range(0, count, SUBSCRIBER_BATCH):
         batch = addresses[start : start + SUBSCRIBER_BATCH]

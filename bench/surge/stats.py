@@ -140,6 +140,31 @@ def load_queues(folder: Path, t0: float) -> dict[str, tuple[np.ndarray, np.ndarr
     }
 
 
+def load_workers(
+    folder: Path, t0: float
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per pool: (seconds since t0, workers), the consumers of its queue as sampled; and per
+    queue: (seconds, ready + unacked messages) as the autoscaler reads them, where recorded."""
+    workers: dict[str, list[tuple[float, float]]] = {}
+    messages: dict[str, list[tuple[float, float]]] = {}
+    for row in journal.read_csv(folder / journal.WORKERS):
+        t = float(row["ts"]) - t0
+        if row["workers"] != "":
+            workers.setdefault(row["pool"], []).append((t, float(row["workers"])))
+        if row.get("messages"):
+            messages.setdefault(row["queue"], []).append((t, float(row["messages"])))
+    return _arrays(workers), _arrays(messages)
+
+
+def _arrays(
+    grouped: dict[str, list[tuple[float, float]]],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        name: (np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+        for name, points in grouped.items()
+    }
+
+
 def load_users(folder: Path, t0: float) -> tuple[np.ndarray, np.ndarray]:
     rows = [
         (float(r["ts"]) - t0, float(r["users"])) for r in journal.read_csv(folder / journal.USERS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -29,8 +30,27 @@ def faults(stack: Stack, **settings: Any) -> Iterator[None]:
         yield
     finally:
         configure(
-            stack, failure_rate=0.0, timeout_rate=0.0, latency_ms=0.0, faults_only_on_writes=False
+            stack,
+            failure_rate=0.0,
+            timeout_rate=0.0,
+            timeout_hides_rate=0.5,
+            latency_ms=0.0,
+            faults_only_on_writes=False,
         )
+
+
+@contextlib.contextmanager
+def webhooks_held(stack: Stack) -> Iterator[None]:
+    """The provider records its events but delivers none while the block runs (a webhook that
+    comes late); `resend` delivers a recorded one afterwards."""
+    webhook_url = httpx.get(f"{stack.stripe_url}/_emulator/config", timeout=10).json()[
+        "webhook_url"
+    ]
+    configure(stack, webhook_url="")
+    try:
+        yield
+    finally:
+        configure(stack, webhook_url=webhook_url)
 
 
 def client(stack: Stack) -> stripe.StripeClient:
@@ -51,6 +71,19 @@ def intents_of(stack: Stack, order_id: str) -> list[stripe.PaymentIntent]:
 
 def succeeded_charges(stack: Stack, order_id: str) -> list[stripe.PaymentIntent]:
     return [pi for pi in intents_of(stack, order_id) if pi.status == "succeeded"]
+
+
+async def wait_succeeded_charge(
+    stack: Stack, order_id: str, timeout: float = 90
+) -> stripe.PaymentIntent:
+    """The order's one succeeded intent, once the provider holds it (whatever our side knows)."""
+    deadline = time.monotonic() + timeout
+    while not (charges := await asyncio.to_thread(succeeded_charges, stack, order_id)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"order {order_id}: no succeeded intent after {timeout}s")
+        await asyncio.sleep(0.2)
+    [charge] = charges
+    return charge
 
 
 def refunds_of(stack: Stack, intent_id: str) -> list[stripe.Refund]:

@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+from devtools.dkim_dev_key import dev_dkim_env
 from devtools.plan import Ports, Process, plan
 from devtools.readiness import answers
 from shared.infra.settings import Settings
@@ -64,6 +66,19 @@ class Site:
     def database_url(self) -> str:
         return self.pg_server.replace("postgresql://", "postgresql+asyncpg://", 1)
 
+    def beside(self, name: str, port_offset: int, **changes: Any) -> Site:
+        """The site of a second stack beside this one: every port + `port_offset` (pick one
+        whose pools' metrics ports, base + 0/10/20/30, meet no other stack's), and a vhost,
+        databases and folders named after `name`; `changes` set anything else."""
+        shifted = Ports(**{port: number + port_offset for port, number in vars(self.ports).items()})
+        named = {
+            "ports": shifted,
+            "vhost": f"{self.vhost}-{name}",
+            "db_prefix": f"{self.db_prefix}_{name}",
+            "folder_suffix": f"{self.folder_suffix}-{name}",
+        }
+        return replace(self, **{**named, **changes})
+
 
 SITE = Site()
 
@@ -81,15 +96,23 @@ def fresh_vhost(vhost: str = VHOST) -> None:
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
-async def drop_test_databases(site: Site = SITE) -> None:
-    connection = await asyncpg.connect(f"{site.pg_server}/postgres")
+async def drop_databases(*names: str, pg_server: str = PG_SERVER) -> None:
+    """Drop these databases of the test server if they exist, whoever is connected."""
+    connection = await asyncpg.connect(f"{pg_server}/postgres")
     try:
-        for service in ("orders", "inventory", "notifications"):
-            await connection.execute(
-                f'DROP DATABASE IF EXISTS "{site.db_prefix}_{service}" WITH (FORCE)'
-            )
+        for name in names:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+async def drop_test_databases(site: Site = SITE) -> None:
+    services = ("orders", "inventory", "notifications")
+    await drop_databases(*(f"{site.db_prefix}_{s}" for s in services), pg_server=site.pg_server)
+
+
+# Benchmarks run one stack at a time and take the production sizes back (`Stack.full_db_pools`).
+SHARED_MACHINE_DB_POOLS = {"DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "0"}
 
 
 def test_env(site: Site = SITE) -> dict[str, str]:
@@ -105,8 +128,17 @@ def test_env(site: Site = SITE) -> dict[str, str]:
         "SMTP_PORT": str(site.ports.smtp),
         "STOREFRONT_API_KEYS": "",
         "ADMIN_API_KEYS": "",
+        # Up to three stacks share the machine's PostgreSQL (max_connections 100 by default):
+        # each process opens up to 2 x DB_POOL_SIZE + DB_MAX_OVERFLOW (SQLAlchemy's pool and the
+        # prepared-statement pool), eight processes a stack. At the default 10 an exercised
+        # session stack and fault j's stack under load passed 100 and a fresh-clone CI run was
+        # refused a connection ("too many clients"); 4 still serves the tests' rates.
+        **SHARED_MACHINE_DB_POOLS,
         "OUTBOX_RELAY_INTERVAL_SECONDS": "0.5",
         "OUTBOX_RELAY_GRACE_SECONDS": "1",
+        # The session's beat never reconciles on its own: tests hold orders charged and not yet
+        # recorded on purpose, and run `doorbuster reconcile` themselves where they mean to.
+        "RECONCILE_INTERVAL_SECONDS": "86400",
         # Short, deterministic mail retries (1, 2, 2, 2, 2 s: about 9 s in all) so that the SMTP
         # outage tests run in seconds; the campaign batches retry for about 40 s.
         "MAIL_RETRY_BACKOFF_SECONDS": "1",
@@ -119,6 +151,10 @@ def test_env(site: Site = SITE) -> dict[str, str]:
         # Above what one bulk process reaches here: the limiter runs on every chunk but does not
         # slow the tests (its arithmetic and its PostgreSQL bucket have tests of their own).
         "BULK_MAIL_RATE_PER_SECOND": "5000",
+        # Every mail signed (with the development key unless the environment names one), the
+        # one-click links pointing at this stack's notifications API.
+        **dev_dkim_env(os.environ),
+        "UNSUBSCRIBE_BASE_URL": f"http://127.0.0.1:{site.ports.notifications}",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -153,6 +189,12 @@ class Stack:
             database_url=self.env["DATABASE_URL"],
             stripe_api_base=self.stripe_url,
         )
+
+    def full_db_pools(self) -> None:
+        """The production pool sizes (shared/infra/settings.py), for a stack alone on the
+        machine: a benchmark measures what a pod would do."""
+        for key in SHARED_MACHINE_DB_POOLS:
+            self.env.pop(key, None)
 
     def start(self, name: str) -> None:
         process = self.processes[name]

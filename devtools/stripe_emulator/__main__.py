@@ -25,6 +25,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--failure-rate", type=float, help="share of injected 500s, 0..1")
     parser.add_argument("--timeout-rate", type=float, help="share of injected timeouts, 0..1")
     parser.add_argument("--hang-seconds", type=float, help="how long an injected timeout hangs")
+    parser.add_argument(
+        "--idempotency-ttl-seconds", type=float, help="how long a key replays (24 h)"
+    )
+    parser.add_argument(
+        "--search-lag-seconds", type=float, help="how long a new intent is unsearchable"
+    )
     parser.add_argument("--webhook-url", help="where to POST signed events")
     parser.add_argument("--webhook-secret", help="signing secret (whsec_...)")
     parser.add_argument(
@@ -42,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         timeout_rate=args.timeout_rate,
         hang_seconds=args.hang_seconds,
         webhook_url=args.webhook_url,
+        idempotency_ttl_seconds=args.idempotency_ttl_seconds,
+        search_lag_seconds=args.search_lag_seconds,
         webhook_secret=args.webhook_secret,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")

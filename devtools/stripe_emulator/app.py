@@ -70,6 +70,13 @@ async def list_payment_intents(request: Request) -> Response:
     return await handle(emulator, request, emulator.payments.list_intents)
 
 
+@api.get("/v1/payment_intents/search")
+async def search_payment_intents(request: Request) -> Response:
+    """Search PaymentIntents by `query` (Stripe's search result; eventually consistent)."""
+    emulator = _emulator(request)
+    return await handle(emulator, request, emulator.payments.search_intents)
+
+
 @api.get("/v1/payment_intents/{intent_id}")
 async def get_payment_intent(request: Request, intent_id: str) -> Response:
     """One PaymentIntent (404 `resource_missing` if unknown)."""
@@ -156,7 +163,8 @@ async def get_config(request: Request) -> dict[str, Any]:
 
 @control.post("/config")
 async def set_config(request: Request) -> Response:
-    """Change any of latency_ms, failure_rate, timeout_rate, hang_seconds, webhook_url."""
+    """Change any of latency_ms, failure_rate, timeout_rate, timeout_hides_rate, hang_seconds,
+    webhook_url, faults_only_on_writes, idempotency_ttl_seconds, search_lag_seconds."""
     emulator = _emulator(request)
     try:
         changes = await request.json()

@@ -22,7 +22,10 @@ ENV_NAMES = {
     "latency_ms": "STRIPE_EMULATOR_LATENCY_MS",
     "failure_rate": "STRIPE_EMULATOR_FAILURE_RATE",
     "timeout_rate": "STRIPE_EMULATOR_TIMEOUT_RATE",
+    "timeout_hides_rate": "STRIPE_EMULATOR_TIMEOUT_HIDES_RATE",
     "hang_seconds": "STRIPE_EMULATOR_HANG_SECONDS",
+    "idempotency_ttl_seconds": "STRIPE_EMULATOR_IDEMPOTENCY_TTL_SECONDS",
+    "search_lag_seconds": "STRIPE_EMULATOR_SEARCH_LAG_SECONDS",
     "webhook_url": "STRIPE_EMULATOR_WEBHOOK_URL",
     "webhook_secret": "STRIPE_WEBHOOK_SECRET",
 }
@@ -30,9 +33,12 @@ RUNTIME_FIELDS = (
     "latency_ms",
     "failure_rate",
     "timeout_rate",
+    "timeout_hides_rate",
     "hang_seconds",
     "webhook_url",
     "faults_only_on_writes",
+    "idempotency_ttl_seconds",
+    "search_lag_seconds",
 )
 
 
@@ -43,17 +49,29 @@ class EmulatorConfig:
     latency_ms: float = 0.0
     failure_rate: float = 0.0
     timeout_rate: float = 0.0
+    # Of the injected timeouts, the share that answers only after processing the request (a
+    # timeout that hides a success); the others hang before it and change nothing.
+    timeout_hides_rate: float = 0.5
     hang_seconds: float = 20.0
     webhook_url: str | None = None
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET
     # Injected failures and timeouts only on POSTs (creates, confirms, refunds), not on GETs.
     faults_only_on_writes: bool = False
+    # How long a saved answer is replayed under its Idempotency-Key. Stripe may prune a key
+    # once it is 24 hours old; tests shorten it to show that a charge redriven after that
+    # still charges once.
+    idempotency_ttl_seconds: float = 24 * 3600.0
+    # The Search API is eventually consistent ("searchable in less than a minute", Stripe's
+    # docs): an intent created within this many seconds is not found by a search yet.
+    search_lag_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse nonsense early, so a typo in a fault test fails loudly, not silently."""
-        if self.latency_ms < 0 or self.hang_seconds < 0:
-            raise ValueError("latency_ms and hang_seconds must be >= 0")
-        for name in ("failure_rate", "timeout_rate"):
+        if min(self.latency_ms, self.hang_seconds, self.search_lag_seconds) < 0:
+            raise ValueError("latency_ms, hang_seconds and search_lag_seconds must be >= 0")
+        if self.idempotency_ttl_seconds <= 0:
+            raise ValueError("idempotency_ttl_seconds must be > 0")
+        for name in ("failure_rate", "timeout_rate", "timeout_hides_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if not self.webhook_secret:
@@ -91,7 +109,8 @@ class EmulatorConfig:
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     """Numbers may arrive as strings (env) or JSON numbers; an empty webhook URL means none."""
     out = dict(values)
-    for name in ("latency_ms", "failure_rate", "timeout_rate", "hang_seconds"):
+    numbers = ("latency_ms", "failure_rate", "timeout_rate", "timeout_hides_rate", "hang_seconds")
+    for name in (*numbers, "idempotency_ttl_seconds", "search_lag_seconds"):
         if name in out:
             out[name] = float(out[name])
     if "webhook_url" in out:

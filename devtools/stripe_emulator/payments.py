@@ -29,14 +29,21 @@ CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
 EventSink = Callable[[dict[str, Any]], None]
+# `field:'value'` clauses of Stripe's search query language that the emulator answers.
+_CLAUSE = re.compile(r"^(metadata\['(?P<key>[^']+)'\]|(?P<field>[a-z_]+)):'(?P<value>[^']*)'$")
+SEARCH_FIELDS = ("status", "currency", "customer")
 
 
 class Payments:
-    """The emulated API surface over a Store; `on_event` receives every Event created."""
+    """The emulated API surface over a Store; `on_event` receives every Event created;
+    `search_lag()` is how many seconds a new intent stays unsearchable."""
 
-    def __init__(self, store: Store, on_event: EventSink) -> None:
+    def __init__(
+        self, store: Store, on_event: EventSink, search_lag: Callable[[], float] = lambda: 0.0
+    ) -> None:
         self.store = store
         self._on_event = on_event
+        self._search_lag = search_lag
 
     def create_intent(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Create a PaymentIntent, confirming it at once when `confirm=true` (how we charge)."""
@@ -65,7 +72,35 @@ class Payments:
         return intent
 
     def list_intents(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return _list_page(self.store.payment_intents, params, "/v1/payment_intents")
+        """Newest first; `created[gte|gt|lte|lt]` (or `created=<ts>`) narrows by creation."""
+        intents = self.store.payment_intents
+        ids = _created_filter(intents, params)
+        return _list_page(intents, params, "/v1/payment_intents", ids)
+
+    def search_intents(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`GET /v1/payment_intents/search`: Stripe's search result envelope for a query of
+        `field:'value'` clauses joined by AND (`metadata['k']`, status, currency, customer).
+        Eventually consistent like Stripe's: intents younger than the search lag are missing.
+        A scan, like the lists' filters; the service searches only on a rare path."""
+        query = to_str(params, "query", required=True) or ""
+        matchers = [_clause(part.strip()) for part in re.split(r"\s+AND\s+", query.strip())]
+        limit = _limit(params)
+        offset = _page_offset(to_str(params, "page"))
+        horizon = time.time() - self._search_lag()
+        found = [
+            intent
+            for intent in reversed(self.store.payment_intents.objects())
+            if intent["created"] <= horizon and all(match(intent) for match in matchers)
+        ]
+        data = found[offset : offset + limit]
+        more = offset + limit < len(found)
+        return {
+            "object": "search_result",
+            "url": "/v1/payment_intents/search",
+            "has_more": more,
+            "data": data,
+            "next_page": f"page_{offset + limit}" if more else None,
+        }
 
     def create_refund(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Refund all or part of a succeeded intent; never more than it received."""
@@ -91,6 +126,9 @@ class Payments:
     def list_refunds(self, params: Mapping[str, Any]) -> dict[str, Any]:
         intent_id = to_str(params, "payment_intent")
         ids = None if intent_id is None else self.store.refunds_by_intent.get(intent_id, [])
+        created = _created_filter(self.store.refunds, params)
+        if created is not None:
+            ids = created if ids is None else [i for i in ids if i in set(created)]
         return _list_page(self.store.refunds, params, "/v1/refunds", ids)
 
     def get_event(self, event_id: str) -> dict[str, Any]:
@@ -238,14 +276,64 @@ def _unexpected_state(intent: dict[str, Any], action: str) -> ApiError:
     )
 
 
-def _list_page(
-    collection: Collection, params: Mapping[str, Any], url: str, ids: list[str] | None = None
-) -> dict[str, Any]:
-    """Stripe's list envelope; `url` has no query so the SDK's next-page merge stays clean."""
+def _clause(text: str) -> Callable[[dict[str, Any]], bool]:
+    """One `field:'value'` clause as a predicate; anything else is Stripe's 400."""
+    found = _CLAUSE.match(text)
+    if found is None or (found["field"] and found["field"] not in SEARCH_FIELDS):
+        raise invalid(
+            f"The emulator cannot search for {text!r}: use field:'value' clauses "
+            f"(metadata['key'], {', '.join(SEARCH_FIELDS)}) joined by AND.",
+            param="query",
+        )
+    key, field, value = found["key"], found["field"], found["value"]
+    if key is not None:
+        return lambda intent: (intent.get("metadata") or {}).get(key) == value
+    return lambda intent: intent.get(field) == value
+
+
+def _page_offset(page: str | None) -> int:
+    if page is None:
+        return 0
+    if not re.fullmatch(r"page_\d+", page):
+        raise invalid(f"Invalid page: {page}", param="page")
+    return int(page.removeprefix("page_"))
+
+
+def _created_filter(collection: Collection, params: Mapping[str, Any]) -> list[str] | None:
+    """Ids (creation order) whose `created` is within `created[gte|gt|lte|lt]`, or equals
+    `created`; None when the request has no such filter."""
+    raw = params.get("created")
+    if raw in (None, ""):
+        return None
+    bounds = raw if isinstance(raw, dict) else {"eq": raw}
+    checks = {
+        "gte": lambda c, t: c >= t,
+        "gt": lambda c, t: c > t,
+        "lte": lambda c, t: c <= t,
+        "lt": lambda c, t: c < t,
+        "eq": lambda c, t: c == t,
+    }
+    tests = []
+    for op, value in bounds.items():
+        if op not in checks:
+            raise invalid(f"Invalid created filter: {op}", param="created")
+        tests.append((checks[op], to_int({"v": value}, "v", required=True)))
+    return collection.ids_where(lambda obj: all(check(obj["created"], t) for check, t in tests))
+
+
+def _limit(params: Mapping[str, Any]) -> int:
     limit = to_int(params, "limit")
     limit = 10 if limit is None else limit
     if not 1 <= limit <= 100:
         raise invalid("This value must be between 1 and 100.", param="limit")
+    return limit
+
+
+def _list_page(
+    collection: Collection, params: Mapping[str, Any], url: str, ids: list[str] | None = None
+) -> dict[str, Any]:
+    """Stripe's list envelope; `url` has no query so the SDK's next-page merge stays clean."""
+    limit = _limit(params)
     data, has_more = collection.page(
         limit, to_str(params, "starting_after"), to_str(params, "ending_before"), ids
     )

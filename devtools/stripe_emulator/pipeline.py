@@ -49,13 +49,16 @@ class Emulator:
     """Everything one emulator process holds; `config` is swapped whole at run time."""
 
     config: EmulatorConfig
-    store: Store = dataclasses.field(default_factory=Store)
+    store: Store = dataclasses.field(init=False)
     webhooks: WebhookSender = dataclasses.field(init=False)
     payments: Payments = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
+        self.store = Store(lambda: self.config.idempotency_ttl_seconds)
         self.webhooks = WebhookSender(lambda: self.config)
-        self.payments = Payments(self.store, self.webhooks.send)
+        self.payments = Payments(
+            self.store, self.webhooks.send, lambda: self.config.search_lag_seconds
+        )
 
 
 async def handle(emulator: Emulator, request: Request, operation: Operation) -> Response:
@@ -88,7 +91,7 @@ async def _run(
         await asyncio.sleep(config.draw_latency())
         raise api_error(500, "Injected failure: an error occurred in front of the API.")
     timeout = faulty and random.random() < config.timeout_rate
-    if timeout and random.random() < 0.5:
+    if timeout and random.random() >= config.timeout_hides_rate:
         await _hang(config)
     params = await _params(request)
     key = request.headers.get("idempotency-key") if request.method == "POST" else None

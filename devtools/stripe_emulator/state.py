@@ -21,7 +21,7 @@ import orjson
 from .errors import no_such
 
 _ID_ALPHABET = string.ascii_letters + string.digits
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600.0
 MAX_IDEMPOTENCY_KEYS = 200_000
 
 
@@ -124,12 +124,14 @@ class IdempotencyStore:
 
     Concurrent requests with one key must not both execute: the second waits for
     the first to finish (`claim`) and then replays its saved response, which is
-    simpler for clients than Stripe's 409. Keys expire after 24 hours like Stripe's,
-    and the oldest are dropped beyond MAX_IDEMPOTENCY_KEYS so that a long benchmark
-    (the SDK sends a key with every POST) cannot exhaust memory.
+    simpler for clients than Stripe's 409. Keys expire after `ttl()` seconds (24 hours,
+    like Stripe's, unless the emulator's `idempotency_ttl_seconds` says otherwise), and
+    the oldest are dropped beyond MAX_IDEMPOTENCY_KEYS so that a long benchmark (the SDK
+    sends a key with every POST) cannot exhaust memory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: Callable[[], float] = lambda: IDEMPOTENCY_TTL_SECONDS) -> None:
+        self._ttl = ttl
         self._saved: dict[str, SavedResponse] = {}
         self._running: dict[str, asyncio.Event] = {}
 
@@ -166,14 +168,14 @@ class IdempotencyStore:
 
     def _lookup(self, key: str) -> SavedResponse | None:
         saved = self._saved.get(key)
-        if saved is not None and time.time() - saved.saved_at > IDEMPOTENCY_TTL_SECONDS:
+        if saved is not None and time.time() - saved.saved_at > self._ttl():
             del self._saved[key]
             return None
         return saved
 
     def _prune(self) -> None:
         """Drop expired or excess keys from the front (dicts keep insertion = save order)."""
-        horizon = time.time() - IDEMPOTENCY_TTL_SECONDS
+        horizon = time.time() - self._ttl()
         while self._saved:
             oldest_key = next(iter(self._saved))
             oldest = self._saved[oldest_key]
@@ -185,8 +187,8 @@ class IdempotencyStore:
 class Store:
     """All emulated Stripe state; `reset` gives a fresh account between tests."""
 
-    def __init__(self) -> None:
-        self.idempotency = IdempotencyStore()
+    def __init__(self, idempotency_ttl: Callable[[], float] | None = None) -> None:
+        self.idempotency = IdempotencyStore(idempotency_ttl or (lambda: IDEMPOTENCY_TTL_SECONDS))
         # Bumped on every request that may change state, so a snapshot is taken only then.
         self.version = 0
         self.reset()

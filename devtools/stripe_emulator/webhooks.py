@@ -94,5 +94,10 @@ class WebhookSender:
     def _http(self) -> httpx.AsyncClient:
         """Made on first use, inside the running loop (no I/O objects at import or init)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=POST_TIMEOUT_SECONDS)
+            # Stripe has no cap on events in flight; a receiver may hold each for a moment
+            # (the orders API waits for its charge task: services/orders/webhooks.py).
+            self._client = httpx.AsyncClient(
+                timeout=POST_TIMEOUT_SECONDS,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            )
         return self._client

@@ -27,6 +27,10 @@ products = Table(
     Column("currency", String(3), nullable=False),
     Column("stock", Integer, nullable=False),
     Column("reserved", Integer, nullable=False, server_default="0"),
+    # Net units an admin ever put into stock: the created stock, every restock, each
+    # replace's difference. The audit checks stock + sold - returned == received per sku;
+    # the order flow's statements never touch it.
+    Column("received", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # The database itself refuses an oversell, whatever the code above it does.
@@ -40,7 +44,7 @@ reservations = Table(
     "reservations",
     metadata,
     Column("order_id", String(64), primary_key=True),
-    Column("status", String(16), nullable=False),  # reserved|rejected|committed|released
+    Column("status", String(16), nullable=False),  # ReservationStatus
     Column("reason", String(32)),
     Column("lines", JSONB, nullable=False),
     Column("currency", String(3)),

@@ -5,224 +5,146 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-
-from services.inventory.db import products, reservations
 from services.inventory.domain import ProductNotFound, ReservationStatus, in_lock_order
+from services.inventory.repository import InventoryWork, Row
 from services.inventory.schemas import ProductIn
-from shared.contracts import OrderRef, PricedLine, ReservationResult, ReserveStock
-from shared.messaging.topology import TaskName
-from shared.messaging.uow import UnitOfWork
+from shared.messages.inventory import PricedLine, StockRejected, StockReserved
+from shared.messages.orders import (
+    CommitReservation,
+    CommitReservations,
+    ReleaseReservation,
+    ReserveStock,
+    ReturnUnits,
+)
 
 log = logging.getLogger(__name__)
+Outcome = StockReserved | StockRejected
 
 
-async def put_product(uow: UnitOfWork, sku: str, product: ProductIn) -> tuple[dict[str, Any], bool]:
+async def put_product(
+    uow: InventoryWork, sku: str, product: ProductIn
+) -> tuple[dict[str, Any], bool]:
     """Create or replace a product; returns (row, created). Reserved units are kept on replace."""
     async with uow:
-        statement = insert(products).values(sku=sku, **product.model_dump())
-        statement = statement.on_conflict_do_update(
-            index_elements=[products.c.sku],
-            set_={**product.model_dump(), "updated_at": func.now()},
-            where=products.c.reserved <= statement.excluded.stock,
-        ).returning(*products.c, (products.c.created_at == products.c.updated_at).label("new"))
-        row = (await uow.session.execute(statement)).mappings().first()
+        row = await uow.inventory.put_product(sku, product.model_dump())
         if row is None:
             raise StockBelowReserved(sku)
         await uow.commit()
-        created = bool(row["new"])
-        return dict(row), created
+        return dict(row), bool(row["new"])
 
 
 class StockBelowReserved(ValueError):
     """A replace would set stock below the units currently reserved."""
 
 
-async def get_product(uow: UnitOfWork, sku: str) -> dict[str, Any]:
+async def get_product(uow: InventoryWork, sku: str) -> dict[str, Any]:
     async with uow:
-        row = (await uow.session.execute(select(products).where(products.c.sku == sku))).first()
+        row = await uow.inventory.product(sku)
         if row is None:
             raise ProductNotFound(sku)
-        return dict(row._mapping)
+        return dict(row)
 
 
-async def list_products(uow: UnitOfWork, after: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_products(uow: InventoryWork, after: str | None, limit: int) -> list[dict[str, Any]]:
     async with uow:
-        query = select(products).order_by(products.c.sku).limit(limit)
-        if after is not None:
-            query = query.where(products.c.sku > after)
-        return [dict(row._mapping) for row in await uow.session.execute(query)]
+        return [dict(row) for row in await uow.inventory.products_after(after, limit)]
 
 
-async def restock(uow: UnitOfWork, sku: str, quantity: int) -> dict[str, Any]:
+async def restock(uow: InventoryWork, sku: str, quantity: int) -> dict[str, Any]:
     async with uow:
-        row = (
-            await uow.session.execute(
-                update(products)
-                .where(products.c.sku == sku)
-                .values(stock=products.c.stock + quantity, updated_at=func.now())
-                .returning(*products.c)
-            )
-        ).first()
+        row = await uow.inventory.restock(sku, quantity)
         if row is None:
             raise ProductNotFound(sku)
         await uow.commit()
-        return dict(row._mapping)
+        return dict(row)
 
 
-async def reserve_stock(uow: UnitOfWork, command: ReserveStock) -> None:
-    """Reserve every line or none, then tell the orders service the outcome.
+async def reserve_stock(uow: InventoryWork, command: ReserveStock) -> None:
+    """Reserve every line or none, then say which: `inventory.reserved` or `inventory.rejected`.
 
     A redelivered command finds its reservation row and re-sends the recorded outcome: the
-    answer is repeated, the stock change is not.
+    answer is repeated, the stock change is not. An order of one line (most of them) is
+    reserved by one statement and its answer written by a second: a crash in between leaves
+    the reservation recorded and the command unacknowledged, so its redelivery sends the
+    recorded answer.
     """
+    if len(command.items) == 1:
+        row = await uow.inventory.reserve_one(command.order_id, command.items[0])
+        if row is not None:
+            async with uow:
+                uow.emit(_answer(row))
+                await uow.commit()
+            return
     async with uow:
-        claimed = await uow.session.execute(
-            insert(reservations)
-            .values(
-                order_id=command.order_id,
-                status=ReservationStatus.RESERVED,
-                lines=[line.model_dump() for line in command.items],
-            )
-            .on_conflict_do_nothing()
-            .returning(reservations.c.order_id)
-        )
-        if claimed.first() is None:
-            result = await _recorded_outcome(uow, command.order_id)
+        if await uow.inventory.claim_reservation(command.order_id, command.items):
+            outcome = await _reserve_lines(uow, command)
         else:
-            result = await _reserve_lines(uow, command)
-        uow.emit(TaskName.APPLY_RESERVATION, **result.model_dump())
+            outcome = await _recorded_outcome(uow, command.order_id)
+        uow.emit(outcome)
         await uow.commit()
 
 
-async def _reserve_lines(uow: UnitOfWork, command: ReserveStock) -> ReservationResult:
-    priced: list[PricedLine] = []
-    currency: str | None = None
-    # A later line that cannot be reserved undoes the earlier ones. With one line there is
-    # nothing to undo, and no savepoint (two round trips) is taken.
-    savepoint = await uow.session.begin_nested() if len(command.items) > 1 else None
-    for line in in_lock_order(command.items):
-        row = (
-            await uow.session.execute(
-                update(products)
-                .where(
-                    products.c.sku == line.sku,
-                    products.c.stock - products.c.reserved >= line.quantity,
-                )
-                .values(reserved=products.c.reserved + line.quantity, updated_at=func.now())
-                .returning(products.c.price, products.c.currency)
-            )
-        ).first()
-        if row is None:
-            if savepoint is not None:
-                await savepoint.rollback()
-            reason = await _why_not_reservable(uow, line.sku)
-            await _set_reservation(uow, command.order_id, ReservationStatus.REJECTED, reason=reason)
-            return ReservationResult(order_id=command.order_id, outcome="rejected", reason=reason)
-        priced.append(PricedLine(sku=line.sku, quantity=line.quantity, unit_price=row.price))
-        currency = row.currency
-    if savepoint is not None:
-        await savepoint.commit()
-    await _set_reservation(
-        uow, command.order_id, ReservationStatus.RESERVED, lines=priced, currency=currency
+async def _reserve_lines(uow: InventoryWork, command: ReserveStock) -> Outcome:
+    hold = await uow.inventory.hold(in_lock_order(command.items))
+    if hold.short_sku is not None:
+        exists = await uow.inventory.sku_exists(hold.short_sku)
+        reason = "out_of_stock" if exists else "unknown_sku"
+        await uow.inventory.set_reservation(command.order_id, ReservationStatus.REJECTED, reason)
+        return StockRejected(order_id=command.order_id, reason=reason)
+    assert hold.currency is not None  # a reservation has at least one line
+    await uow.inventory.set_reservation(
+        command.order_id, ReservationStatus.RESERVED, lines=hold.lines, currency=hold.currency
     )
-    return ReservationResult(
-        order_id=command.order_id, outcome="reserved", lines=priced, currency=currency
-    )
+    return StockReserved(order_id=command.order_id, lines=hold.lines, currency=hold.currency)
 
 
-async def _why_not_reservable(uow: UnitOfWork, sku: str) -> str:
-    exists = await uow.session.scalar(select(products.c.sku).where(products.c.sku == sku))
-    return "out_of_stock" if exists else "unknown_sku"
+async def _recorded_outcome(uow: InventoryWork, order_id: str) -> Outcome:
+    row = await uow.inventory.reservation(order_id)
+    assert row is not None  # claimed before
+    return _answer(row)
 
 
-async def _set_reservation(
-    uow: UnitOfWork,
-    order_id: str,
-    status: ReservationStatus,
-    reason: str | None = None,
-    lines: list[PricedLine] | None = None,
-    currency: str | None = None,
-) -> None:
-    values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": func.now()}
-    if lines is not None:
-        values["lines"] = [line.model_dump() for line in lines]
-        values["currency"] = currency
-    await uow.session.execute(
-        update(reservations).where(reservations.c.order_id == order_id).values(**values)
-    )
+def _answer(reservation: Row) -> Outcome:
+    """The answer a recorded reservation gives."""
+    order_id = reservation["order_id"]
+    if reservation["status"] == ReservationStatus.REJECTED:
+        return StockRejected(order_id=order_id, reason=reservation["reason"])
+    lines = [PricedLine.model_validate(line) for line in reservation["lines"]]
+    return StockReserved(order_id=order_id, lines=lines, currency=reservation["currency"])
 
 
-async def _recorded_outcome(uow: UnitOfWork, order_id: str) -> ReservationResult:
-    row = (
-        await uow.session.execute(select(reservations).where(reservations.c.order_id == order_id))
-    ).one()
-    if row.status == ReservationStatus.REJECTED:
-        return ReservationResult(order_id=order_id, outcome="rejected", reason=row.reason)
-    lines = [PricedLine.model_validate(line) for line in row.lines]
-    return ReservationResult(
-        order_id=order_id, outcome="reserved", lines=lines, currency=row.currency
-    )
-
-
-async def commit_reservation(uow: UnitOfWork, command: OrderRef) -> None:
+async def commit_reservation(uow: InventoryWork, command: CommitReservation) -> None:
     """The order is paid: its reserved units leave stock for good."""
-    await _settle(uow, command.order_id, ReservationStatus.COMMITTED, take_from_stock=True)
+    await _settle(uow, command.order_id, "commit")
 
 
-async def release_reservation(uow: UnitOfWork, command: OrderRef) -> None:
-    """The order will not be paid: its reserved units become available again."""
-    await _settle(uow, command.order_id, ReservationStatus.RELEASED, take_from_stock=False)
-
-
-async def return_units(uow: UnitOfWork, command: OrderRef) -> None:
-    """The paid order was refunded: its units go back into stock."""
-    async with uow:
-        row = await _locked_reservation(uow, command.order_id)
-        if row is None or row.status != ReservationStatus.COMMITTED:
-            log.info("reservation %s is not committed; nothing to return", command.order_id)
-            return
-        for line in sorted(row.lines, key=lambda line: line["sku"]):
-            await uow.session.execute(
-                update(products)
-                .where(products.c.sku == line["sku"])
-                .values(stock=products.c.stock + line["quantity"], updated_at=func.now())
-            )
-        await _set_reservation(uow, command.order_id, ReservationStatus.RETURNED)
-        await uow.commit()
-
-
-async def _locked_reservation(uow: UnitOfWork, order_id: str) -> Any:
-    return (
-        await uow.session.execute(
-            select(reservations).where(reservations.c.order_id == order_id).with_for_update()
+async def commit_reservations(uow: InventoryWork, command: CommitReservations) -> None:
+    """These orders are paid (gathered by their sender): their units leave stock, in one
+    statement for them all."""
+    moved = await uow.inventory.settle(command.order_ids, "commit")
+    if moved < len(command.order_ids):
+        # Commits delivered again (the relay, a redelivery) find theirs settled already.
+        log.info(
+            "%d of %d reservation(s) had nothing to commit",
+            len(command.order_ids) - moved,
+            len(command.order_ids),
         )
-    ).first()
 
 
-async def _settle(
-    uow: UnitOfWork, order_id: str, outcome: ReservationStatus, take_from_stock: bool
-) -> None:
-    async with uow:
-        row = await _locked_reservation(uow, order_id)
-        if row is None or row.status != ReservationStatus.RESERVED:
-            log.info(
-                "reservation %s is %s; nothing to %s",
-                order_id,
-                row.status if row else "absent",
-                outcome,
-            )
-            return
-        for line in sorted(row.lines, key=lambda line: line["sku"]):
-            values: dict[str, Any] = {
-                "reserved": products.c.reserved - line["quantity"],
-                "updated_at": func.now(),
-            }
-            if take_from_stock:
-                values["stock"] = products.c.stock - line["quantity"]
-            await uow.session.execute(
-                update(products).where(products.c.sku == line["sku"]).values(**values)
-            )
-        await _set_reservation(uow, order_id, outcome)
-        await uow.commit()
+async def release_reservation(uow: InventoryWork, command: ReleaseReservation) -> None:
+    """The order will not be paid: its reserved units become available again."""
+    await _settle(uow, command.order_id, "release")
+
+
+async def return_units(uow: InventoryWork, command: ReturnUnits) -> None:
+    """The paid order was refunded: its units go back into stock (settling its commit too,
+    when the return overtook it)."""
+    await _settle(uow, command.order_id, "return")
+
+
+async def _settle(uow: InventoryWork, order_id: str, settle: str) -> None:
+    """One statement: the reservation makes the move (domain.SETTLES) its current status
+    allows, with its units, or, if none does (absent, settled by an earlier delivery),
+    nothing moves."""
+    if not await uow.inventory.settle([order_id], settle):
+        log.info("reservation %s: nothing to %s", order_id, settle)

@@ -4,30 +4,42 @@ from __future__ import annotations
 
 from services.inventory import handlers
 from services.inventory.runtime import worker_runtime
-from shared.contracts import OrderRef, ReserveStock
-from shared.messaging.tasks import task
-from shared.messaging.topology import TaskName
+from shared.messages.orders import (
+    CommitReservation,
+    CommitReservations,
+    ReleaseReservation,
+    ReserveStock,
+    ReturnUnits,
+)
+from shared.messaging.tasks import handles
 
 
-@task(TaskName.RESERVE, ReserveStock)
+@handles(ReserveStock)
 async def reserve(command: ReserveStock) -> None:
     """Reserve an order's units, all or none."""
     await handlers.reserve_stock((await worker_runtime.get()).uow(), command)
 
 
-@task(TaskName.COMMIT, OrderRef)
-async def commit(command: OrderRef) -> None:
+@handles(CommitReservation)
+async def commit(command: CommitReservation) -> None:
     """Take a paid order's reserved units out of stock."""
     await handlers.commit_reservation((await worker_runtime.get()).uow(), command)
 
 
-@task(TaskName.RELEASE, OrderRef)
-async def release(command: OrderRef) -> None:
+@handles(CommitReservations)
+async def commit_many(command: CommitReservations) -> None:
+    """Take several paid orders' reserved units out of stock (commits gathered by the orders
+    service's dispatcher)."""
+    await handlers.commit_reservations((await worker_runtime.get()).uow(), command)
+
+
+@handles(ReleaseReservation)
+async def release(command: ReleaseReservation) -> None:
     """Give an unpaid order's reserved units back."""
     await handlers.release_reservation((await worker_runtime.get()).uow(), command)
 
 
-@task(TaskName.RETURN, OrderRef)
-async def return_units(command: OrderRef) -> None:
+@handles(ReturnUnits)
+async def return_units(command: ReturnUnits) -> None:
     """Put a refunded order's units back into stock."""
     await handlers.return_units((await worker_runtime.get()).uow(), command)

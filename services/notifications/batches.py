@@ -6,8 +6,9 @@ Per chunk (about 0.1 s of the pool's rate, at most `campaign_chunk_max` addresse
    is still queued or sending (so a pause or cancel stops every batch within one chunk) and
    reads each subscriber's status (an address unsubscribed since creation becomes `skipped`);
 3. send the claimed mails over the batch's connections (pipelined, shared out between
-   `campaign_smtp_connections`), then record them and move the
-   campaign's counters in one transaction (deliveries.py).
+   `campaign_smtp_connections`), then record them, mark the chunk's hard bounces (5xx at RCPT
+   or DATA) `bounced` among the subscribers, and move the campaign's counters, in one
+   transaction (deliveries.py).
 A claim is never sent twice: a row left `sending` by a process that died is, after a lease,
 recorded `failed` (outcome unknown) rather than sent again. Campaign mail is at most once.
 """
@@ -18,11 +19,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from services.notifications import deliveries
-from services.notifications.deliveries import Batch, ChunkOutcome, Recipient
-from services.notifications.domain import chunks
+from services.notifications.domain import ACTIVE, chunks
 from services.notifications.mailer import (
     BulkSession,
     MailDeliveryError,
@@ -32,10 +31,11 @@ from services.notifications.mailer import (
     RecipientRefused,
 )
 from services.notifications.ratelimit import RateLimiter
+from services.notifications.repository import NotificationsWork
+from services.notifications.repository.deliveries import Batch, Recipient
 from services.notifications.templates import CampaignMail
-from shared.contracts import CampaignBatch
-from shared.messaging.tasks import current_attempt
-from shared.messaging.uow import UnitOfWork
+from services.notifications.unsubscribe import UnsubscribeLinks
+from shared.messages.notifications import SendCampaignBatch
 
 log = logging.getLogger(__name__)
 
@@ -44,33 +44,41 @@ class BatchInFlight(Exception):
     """Another delivery of this batch holds fresh claims: look again once they are recorded."""
 
 
+@dataclass
+class ChunkOutcome:
+    sent: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    bounced: dict[int, str] = field(default_factory=dict)  # failed for good: suppress them
+    released: list[int] = field(default_factory=list)  # claimed, not sent: free them again
+    error: MailDeliveryError | None = None  # what stopped the chunk early
+
+
 @dataclass(frozen=True)
 class CampaignSender:
     """What sending a batch needs; built once per worker process."""
 
-    uow: UnitOfWork
+    uow: NotificationsWork
     mailer: Mailer
     limiter: RateLimiter
     chunk: int
     lease_seconds: float
     connections: int = 1
+    links: UnsubscribeLinks | None = None  # one-click unsubscribe headers (RFC 8058)
 
 
-async def send_campaign_batch(sender: CampaignSender, command: CampaignBatch) -> None:
-    """Send what is left of one batch; on the last try, record the rest as failed."""
-    try:
-        await _send_batch(sender, command)
-    except MailDeliveryError as exc:
-        if current_attempt().is_last:
-            await _give_up(sender, command, str(exc))
-        raise
-
-
-async def _send_batch(sender: CampaignSender, command: CampaignBatch) -> None:
-    batch = await deliveries.load_batch(sender.uow, command)
+async def send_campaign_batch(sender: CampaignSender, command: SendCampaignBatch) -> None:
+    """Send what is left of one batch (a mail failure raises, and the task retries it)."""
+    batch = await _load(sender.uow, command)
     if batch is None:
         return
-    mail = CampaignMail(batch.campaign_id, batch.subject, batch.body, sender.mailer.sender)
+    mail = CampaignMail(
+        batch.campaign_id,
+        batch.subject,
+        batch.body,
+        sender.mailer.sender,
+        sender.mailer.signer,
+        sender.links,
+    )
     async with contextlib.AsyncExitStack() as stack:
         smtp = [
             await stack.enter_async_context(sender.mailer.session())
@@ -81,7 +89,7 @@ async def _send_batch(sender: CampaignSender, command: CampaignBatch) -> None:
                 log.info("campaign %s batch %d stopped", batch.campaign_id, batch.batch_no)
                 return
     async with sender.uow as uow:
-        open_claims = await deliveries.close_batch(uow, batch, sender.lease_seconds)
+        open_claims = await _close(uow, batch, sender.lease_seconds)
         await uow.commit()
     if open_claims:
         raise BatchInFlight(f"{open_claims} claim(s) of {batch.campaign_id}/{batch.batch_no}")
@@ -99,13 +107,13 @@ async def _send_chunk(
     wait = await sender.limiter.acquire(wanted)
     if wait > 0:
         await asyncio.sleep(wait)
-    claimed = await deliveries.claim(sender.uow, batch, positions)
+    claimed = await _claim(sender.uow, batch, positions)
     if claimed is None:
         await sender.limiter.give_back(wanted)
         return False
     await sender.limiter.give_back(wanted - len(claimed))
     outcome = await _deliver(smtp, mail, claimed)
-    await deliveries.record(sender.uow, batch.campaign_id, outcome)
+    await _record(sender.uow, batch.campaign_id, outcome)
     if outcome.error is not None:
         raise outcome.error
     return True
@@ -133,6 +141,8 @@ def _sort(outcome: ChunkOutcome, share: Sequence[Recipient], results: list[MailR
     for person, result in zip(share, results, strict=False):
         if result is None:
             outcome.sent.append(person.subscriber_id)
+        elif isinstance(result, RecipientRefused) and result.bounce:
+            outcome.bounced[person.subscriber_id] = str(result)
         elif isinstance(result, RecipientRefused):
             outcome.failed[person.subscriber_id] = str(result)
         elif isinstance(result, OutcomeUnknown):  # maybe accepted: never send it again
@@ -144,13 +154,16 @@ def _sort(outcome: ChunkOutcome, share: Sequence[Recipient], results: list[MailR
     outcome.released += [person.subscriber_id for person in share[len(results) :]]
 
 
-async def _give_up(sender: CampaignSender, command: CampaignBatch, error: str) -> None:
-    """The last try failed: record the rest of the batch failed so the campaign completes
-    (with failures) instead of waiting forever; the task then goes to the dead-letter queue."""
-    batch = await deliveries.load_batch(sender.uow, command)
+async def give_up(sender: CampaignSender, command: SendCampaignBatch, error: Exception) -> None:
+    """The last try failed on the mail server: record the rest of the batch failed so the
+    campaign completes (with failures) instead of waiting forever; the task then goes to the
+    dead-letter queue. (A batch whose claims were still in flight is left to their owner.)"""
+    if not isinstance(error, MailDeliveryError):
+        return
+    batch = await _load(sender.uow, command)
     if batch is None:
         return
-    failed = await deliveries.record_rest_failed(
+    failed = await _record_rest_failed(
         sender.uow, batch, f"gave up: {error}"[:500], sender.lease_seconds
     )
     log.error(
@@ -160,3 +173,73 @@ async def _give_up(sender: CampaignSender, command: CampaignBatch, error: str) -
         failed,
         error,
     )
+
+
+async def _load(uow: NotificationsWork, command: SendCampaignBatch) -> Batch | None:
+    """The batch, if its campaign is active and it is not done yet."""
+    async with uow:
+        row = await uow.deliveries.batch(command)
+    if row is None:
+        log.warning("no batch %d of campaign %s", command.batch, command.campaign_id)
+        return None
+    if row["status"] not in ACTIVE or row["batch_status"] == "done":
+        return None
+    return Batch(command.campaign_id, command.batch, row["size"], row["subject"], row["body"])
+
+
+async def _claim(
+    uow: NotificationsWork, batch: Batch, positions: tuple[int, int]
+) -> list[Recipient] | None:
+    """Claim the chunk's addresses not claimed before; None if the campaign is not active."""
+    async with uow:
+        rows = await uow.deliveries.claim(batch, positions)
+        if not rows and not await uow.deliveries.is_active(batch.campaign_id):
+            return None
+        skipped = sum(row["status"] == "skipped" for row in rows)
+        await uow.deliveries.count(batch.campaign_id, skipped=skipped, starting=positions[0] == 1)
+        await uow.commit()
+    return [
+        Recipient(row["subscriber_id"], row["email"]) for row in rows if row["status"] == "sending"
+    ]
+
+
+async def _record(uow: NotificationsWork, campaign_id: str, outcome: ChunkOutcome) -> None:
+    """Deliveries, bounced subscribers and counters in one transaction; only rows still
+    `sending` are counted. A bounce is rare: a chunk without one costs no statement more."""
+    async with uow:
+        sent = await uow.deliveries.finish(campaign_id, outcome.sent, {"status": "sent"})
+        failed = await uow.deliveries.finish_each(campaign_id, "failed", outcome.failed)
+        bounced = await uow.deliveries.finish_each(campaign_id, "bounced", outcome.bounced)
+        if outcome.bounced:  # whatever the row says: the server refused the address for good
+            suppressed = await uow.subscribers.bounce(outcome.bounced)
+            log.info("campaign %s: %d address(es) bounced", campaign_id, suppressed)
+        if outcome.released:
+            await uow.deliveries.release(campaign_id, outcome.released)
+        await uow.deliveries.count(campaign_id, sent=sent, failed=failed + bounced, bounced=bounced)
+        await uow.commit()
+
+
+async def _close(uow: NotificationsWork, batch: Batch, lease_seconds: float) -> int:
+    """Record claims older than the lease as failed (their process died mid-chunk: the mail
+    may or may not have gone, and it is never sent twice), mark the batch done when every
+    address has its final row; returns how many claims are still open."""
+    lost = await uow.deliveries.fail_lost_claims(batch, lease_seconds)
+    await uow.deliveries.count(batch.campaign_id, failed=lost)
+    rows, open_claims = await uow.deliveries.claims_of(batch)
+    if rows == batch.size and open_claims == 0:
+        await uow.deliveries.mark_done(batch)
+    return open_claims
+
+
+async def _record_rest_failed(
+    uow: NotificationsWork, batch: Batch, error: str, lease_seconds: float
+) -> int:
+    """Every address not claimed yet gets a `failed` row (`skipped` if it unsubscribed), so
+    the campaign can complete; returns how many failed."""
+    async with uow:
+        rows = await uow.deliveries.claim_rest_failed(batch, error)
+        failed = sum(row["status"] == "failed" for row in rows)
+        await uow.deliveries.count(batch.campaign_id, failed=failed, skipped=len(rows) - failed)
+        await _close(uow, batch, lease_seconds)
+        await uow.commit()
+    return failed

@@ -1,5 +1,6 @@
-"""The notifications database: transactional mails (one per order and kind), subscribers,
-campaigns with their audience and delivery records, the bulk rate limiter's bucket, the outbox."""
+"""The notifications database: transactional mails (one per order and kind), subscribers and
+their lists, campaigns with their audience and delivery records, the bulk rate limiter's
+bucket, the outbox."""
 
 from __future__ import annotations
 
@@ -51,15 +52,39 @@ subscribers = Table(
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("email", String(320), nullable=False, unique=True),  # normalised: lowercase ASCII
     Column("name", String(200)),
+    # subscribed|unsubscribed|bounced|complained (domain.SubscriberStatus): only `subscribed`
+    # addresses are in a campaign's audience, and a batch skips any other status it claims.
     Column("status", String(16), nullable=False, server_default="subscribed"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("unsubscribed_at", DateTime(timezone=True)),
+    # When and why a bounce or a complaint took the address out (the SMTP reply, the campaign).
+    Column("suppressed_at", DateTime(timezone=True)),
+    Column("suppression", Text),
+)
+
+# Named audiences: a subscriber is in any number of lists; a campaign targets one, or all.
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    # (list, subscriber) first: a campaign's snapshot reads one list's members by this key.
+    Column("list_id", String(40), ForeignKey("lists.id"), primary_key=True),
+    Column("subscriber_id", BigInteger, ForeignKey("subscribers.id"), primary_key=True),
+    Column("added_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 campaigns = Table(
     "campaigns",
     metadata,
     Column("id", String(40), primary_key=True),
+    Column("list_id", String(40), ForeignKey("lists.id")),  # null: every subscriber
     Column("subject", String(200), nullable=False),
     Column("body", Text, nullable=False),
     # queued|sending|paused|completed|cancelled
@@ -71,6 +96,9 @@ campaigns = Table(
     Column("sent", Integer, nullable=False, server_default="0"),
     Column("failed", Integer, nullable=False, server_default="0"),
     Column("skipped", Integer, nullable=False, server_default="0"),
+    # Of `failed`, the hard bounces (5xx at RCPT or DATA); of `sent`, the complaints recorded.
+    Column("bounced", Integer, nullable=False, server_default="0"),
+    Column("complained", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
@@ -97,10 +125,12 @@ campaign_deliveries = Table(
     Column("subscriber_id", BigInteger, ForeignKey("subscribers.id"), primary_key=True),
     Column("batch_no", Integer, nullable=False),
     Column("email", String(320), nullable=False),
-    Column("status", String(16), nullable=False),  # sending|sent|failed|skipped
+    Column("status", String(16), nullable=False),  # sending|sent|failed|bounced|skipped
     Column("error", Text),
     Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    # A complaint about this mail (counted once in `campaigns.complained`).
+    Column("complained_at", DateTime(timezone=True)),
     ForeignKeyConstraint(
         ["campaign_id", "batch_no"],
         ["campaign_batches.campaign_id", "campaign_batches.batch_no"],

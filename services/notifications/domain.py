@@ -21,6 +21,17 @@ ACTIVE = frozenset({CampaignStatus.QUEUED, CampaignStatus.SENDING})
 FINAL = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
 
 
+class SubscriberStatus(StrEnum):
+    """Only `subscribed` gets campaign mail; the other three are suppressed for good (an import
+    never resubscribes). A status leaves `subscribed` once, except that a complaint, the
+    strongest signal a mailbox provider sends, replaces `unsubscribed` or `bounced` too."""
+
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
 class CampaignFinished(Exception):
     """The campaign is completed or cancelled: it can no longer be paused, resumed or cancelled."""
 

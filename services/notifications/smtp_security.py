@@ -1,6 +1,6 @@
-"""STARTTLS and AUTH towards a real relay, for order mail (aiosmtplib) and campaign batches
-(our pipelining client) alike. Locally the sink takes plain SMTP; production refuses a
-non-loopback relay without STARTTLS (shared/infra/production.py)."""
+"""STARTTLS and AUTH towards a real relay, for order mail and campaign batches alike (both
+over our pipelining client, `mailer.BulkSession`). Locally the sink takes plain SMTP;
+production refuses a non-loopback relay without STARTTLS (shared/infra/production.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import base64
 import ssl
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 from shared.infra.settings import Settings
 
@@ -42,12 +41,3 @@ class SmtpSecurity:
             return None
         token = f"\0{self.username}\0{self.password or ''}".encode()
         return b"AUTH PLAIN " + base64.b64encode(token) + b"\r\n"
-
-    def aiosmtplib_options(self) -> dict[str, Any]:
-        # start_tls=False, not None: without SMTP_STARTTLS never upgrade, as before.
-        return {
-            "start_tls": self.starttls,
-            "tls_context": self.tls_context,
-            "username": self.username,
-            "password": self.password,
-        }

@@ -10,10 +10,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from services.notifications import batches, handlers
 from services.notifications.mailer import MailDeliveryError
 from services.notifications.runtime import worker_runtime
-from shared.contracts import CampaignBatch, SendOrderMail
 from shared.infra.settings import Settings, get_settings
-from shared.messaging.tasks import task
-from shared.messaging.topology import TaskName
+from shared.messages.notifications import SendCampaignBatch
+from shared.messages.orders import SendOrderMail
+from shared.messaging.tasks import handles
 
 
 def retry_policy(
@@ -46,15 +46,23 @@ BATCH_RETRY = retry_policy(
 )
 
 
-@task(TaskName.SEND_ORDER_MAIL, SendOrderMail, **MAIL_RETRY)
+async def _order_mail_failed(mail: SendOrderMail, error: Exception) -> None:
+    await handlers.mail_failed((await worker_runtime.get()).uow(), mail, error)
+
+
+async def _batch_failed(command: SendCampaignBatch, error: Exception) -> None:
+    await batches.give_up((await worker_runtime.get()).campaign_sender(), command, error)
+
+
+@handles(SendOrderMail, give_up=_order_mail_failed, **MAIL_RETRY)
 async def send_order_mail(mail: SendOrderMail) -> None:
     """Send one order mail, at most once per order and kind."""
     runtime = await worker_runtime.get()
     await handlers.send_order_mail(runtime.uow(), runtime.mailer, mail)
 
 
-@task(TaskName.SEND_CAMPAIGN_BATCH, CampaignBatch, **BATCH_RETRY)
-async def send_campaign_batch(command: CampaignBatch) -> None:
+@handles(SendCampaignBatch, give_up=_batch_failed, **BATCH_RETRY)
+async def send_campaign_batch(command: SendCampaignBatch) -> None:
     """Send what is left of one campaign batch over one SMTP connection, throttled."""
     runtime = await worker_runtime.get()
     await batches.send_campaign_batch(runtime.campaign_sender(), command)

@@ -197,7 +197,9 @@ async def stripe_webhook(
     except webhooks.InvalidWebhook as exc:
         raise Problem(400, "invalid-webhook", f"Webhook refused: {exc}") from exc
     try:
-        applied = await webhooks.reconcile(uow, runtime.payments, event)
+        applied = await webhooks.reconcile(
+            uow, runtime.payments, event, grace=settings.webhook_settle_grace_seconds
+        )
     except TransientPaymentError as exc:
         # The claim cannot be checked now: the provider delivers the event again later.
         raise Problem(

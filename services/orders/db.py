@@ -36,6 +36,8 @@ orders = Table(
     # Why the money went back: `requested` (a cancelled paid order) or `paid_after_<status>`
     # (the provider took it after the order was cancelled or recorded as failed).
     Column("refund_reason", String(40)),
+    # When the inventory's reservation was applied (pending -> reserved): the expiry clock.
+    Column("reserved_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
@@ -45,6 +47,7 @@ orders = Table(
         "updated_at",
         postgresql_where="status IN ('pending', 'reserved')",
     ),
+    Index("ix_orders_reserved_at", "reserved_at", postgresql_where="status = 'reserved'"),
 )
 
 # Idempotency-Key records, scoped to the storefront API key (stored as a hash, never the key).

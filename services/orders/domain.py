@@ -1,4 +1,5 @@
-"""Order rules, free of frameworks: statuses, the legal transitions, idempotency fingerprints.
+"""Order rules, free of frameworks: statuses, the legal transitions, idempotency fingerprints,
+the mail an order's customer gets.
 
 Every status change goes through `transition`, the one place that knows which moves are
 legal; an illegal one is refused and logged, never applied.
@@ -9,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 import orjson
+
+from shared.messages.orders import MailKind, SendOrderMail
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +83,17 @@ def key_scope(api_key: str) -> str:
 
 def order_total(lines: list[dict[str, Any]]) -> int:
     return sum(line["unit_price"] * line["quantity"] for line in lines)
+
+
+def order_mail(
+    order: Mapping[str, Any], kind: MailKind, reason: str | None = None
+) -> SendOrderMail:
+    """The mail of `kind` about `order`, to its customer."""
+    return SendOrderMail(
+        order_id=order["id"],
+        kind=kind,
+        to=order["customer_email"],
+        total=order["total"],
+        currency=order["currency"],
+        reason=reason,
+    )

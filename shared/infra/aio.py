@@ -4,6 +4,8 @@ Each worker process keeps one event loop in a background thread; a task submits 
 there and waits. The database engine, the publisher and the HTTP clients live on that loop, so
 a process shares one connection pool whatever the Celery pool type (prefork, threads, solo).
 The loop is made lazily in the process that uses it: a forked child never inherits a loop.
+It is uvloop's where uvloop is installed (every pool's loop: asyncpg, aio-pika and aiohttp
+sockets, timers and callbacks in C), the stdlib's otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # not on Windows: the stdlib's loop does the same, slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class BackgroundLoop:
@@ -42,7 +52,7 @@ class BackgroundLoop:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
-                self._loop = asyncio.new_event_loop()
+                self._loop = new_event_loop()
                 self._pid = os.getpid()
                 thread = threading.Thread(
                     target=self._loop.run_forever, name="doorbuster-loop", daemon=True

@@ -17,6 +17,7 @@ DEV_STRIPE_API_KEY = "sk_test_doorbuster"
 DEV_STOREFRONT_KEY = "dev-storefront"
 DEV_ADMIN_KEY = "dev-admin"
 DEV_EMULATOR_PORT = 12111
+DEV_UNSUBSCRIBE_SECRET = "doorbuster-dev-unsubscribe"  # noqa: S105 - development only
 
 
 class ProductionSettings(Protocol):
@@ -28,6 +29,10 @@ class ProductionSettings(Protocol):
     admin_api_keys: str
     smtp_host: str
     smtp_starttls: bool
+    dkim_private_key_file: str | None
+    dkim_private_key: str | None
+    unsubscribe_secret: str
+    unsubscribe_base_url: str
 
 
 def is_loopback(host: str | None) -> bool:
@@ -86,5 +91,23 @@ def unsafe_settings(settings: ProductionSettings) -> list[str]:
             if not is_loopback(settings.smtp_host) and not settings.smtp_starttls
             else None
         ),
+        # Gmail and Yahoo throttle or spam-folder unsigned bulk mail: no campaign goes out unsigned.
+        "DKIM_PRIVATE_KEY_FILE": (
+            "unset (or DKIM_PRIVATE_KEY): bulk mail is never sent unsigned"
+            if not (settings.dkim_private_key_file or settings.dkim_private_key)
+            else None
+        ),
+        "UNSUBSCRIBE_SECRET": _secret_problem(settings.unsubscribe_secret, DEV_UNSUBSCRIBE_SECRET),
+        "UNSUBSCRIBE_BASE_URL": (
+            "not https (RFC 8058 one-click needs an HTTPS URL)"
+            if urlsplit(settings.unsubscribe_base_url).scheme != "https"
+            else None
+        ),
     }
     return [f"{name} ({why})" for name, why in found.items() if why]
+
+
+def _secret_problem(secret: str, dev_value: str) -> str | None:
+    if secret in ("", dev_value):
+        return "development value or unset"
+    return "shorter than 32 characters" if len(secret) < 32 else None

@@ -1,11 +1,12 @@
 """Settings, read once per process from the environment (12-factor), one class per concern.
 
-Every concern (broker, database, Stripe, SMTP, mail, HTTP keys, HTTP limits, order flow,
-observability, ops) is a `BaseSettings` of its own that reads only its variables, so a module
-can ask for the one it needs (`broker_ssl_context(BrokerSettings)`). `Settings` composes them
-for the processes of this image: every service and pool reads the same ConfigMap. Every other
-module asks `get_settings()`; nothing else reads `os.environ`. Local defaults make `make up`
-work on a laptop; `DOORBUSTER_ENV=production` refuses the unsafe ones (shared/infra/production.py).
+Every concern (broker, database, Stripe, SMTP, mail, DKIM, unsubscribe links, HTTP keys, HTTP
+limits, order flow, observability, ops) is a `BaseSettings` of its own that reads only its
+variables, so a module can ask for the one it needs (`broker_ssl_context(BrokerSettings)`).
+`Settings` composes them for the processes of this image: every service and pool reads the same
+ConfigMap. Every other module asks `get_settings()`; nothing else reads `os.environ`. Local
+defaults make `make up` work on a laptop; `DOORBUSTER_ENV=production` refuses the unsafe ones
+(shared/infra/production.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.infra.production import (
     DEV_ADMIN_KEY,
     DEV_STOREFRONT_KEY,
     DEV_STRIPE_API_KEY,
+    DEV_UNSUBSCRIBE_SECRET,
     DEV_WEBHOOK_SECRET,
     split_keys,
     unsafe_settings,
@@ -42,6 +44,12 @@ class BrokerSettings(DeploymentSettings):
     # "classic" (local and tests: RabbitMQ 3.10, x-max-priority) or "quorum" (4.3+ clusters).
     queue_type: Literal["classic", "quorum"] = "classic"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    # Seconds: the AMQP heartbeat every broker connection asks for (Celery's and aio-pika's;
+    # a `heartbeat=` in RABBITMQ_URL wins for aio-pika). How soon a path that drops packets is
+    # found dead: RabbitMQ drops a connection after two silent intervals, Celery after two,
+    # aio-pika after three (plus one second each). RabbitMQ's default of 60 left a partition
+    # of a minute unnoticed by anyone (docs/operations.md, faults n and o).
+    broker_heartbeat_seconds: int = Field(default=10, ge=0)
     # TLS to the broker (`amqps://` URLs): a CA to verify it, and a client certificate and key
     # where it asks for one. Both the aio-pika publisher and Celery use them (shared/infra/tls.py).
     rabbitmq_ca_file: str | None = None
@@ -91,6 +99,22 @@ class StripeSettings(DeploymentSettings):
     stripe_api_key: str = DEV_STRIPE_API_KEY
     stripe_webhook_secret: str = DEV_WEBHOOK_SECRET
     stripe_timeout_seconds: float = 10.0
+    # Charges and refunds are retried while the provider fails (5xx, 429, network, timeouts)
+    # with exponential backoff and full jitter (1, 2, 4, ... capped at 30 s; Celery takes whole
+    # seconds), then dead-lettered to `payments.dlq`: by default up to about 2 minutes, half
+    # that on average. Read once when a pool loads its tasks; nothing per charge.
+    payment_retry_backoff_seconds: int = Field(default=1, ge=1)
+    payment_retry_backoff_max_seconds: int = Field(default=30, ge=1)
+    payment_retry_jitter: bool = True
+    payment_max_retries: int = Field(default=8, ge=0)
+    # How long a charge relies on Stripe remembering its idempotency key: Stripe may prune a
+    # key once it is 24 hours old, and this is an hour less, for clocks. A charge for an
+    # order older than this first looks its intents up by order id (billing.py).
+    stripe_idempotency_trust_seconds: float = Field(default=23 * 3600.0, gt=0)
+    # A payment event for an order whose charge is in flight waits this long, then reads the
+    # order again: the charge task has most often recorded the same outcome by then, so the
+    # provider is not asked (services/orders/webhooks.py). 0 asks at once.
+    webhook_settle_grace_seconds: float = Field(default=1.0, ge=0, le=10)
 
 
 class SmtpSettings(DeploymentSettings):
@@ -140,6 +164,46 @@ class MailSettings(DeploymentSettings):
     bulk_mail_burst: float | None = Field(default=None, gt=0)
 
 
+class DkimSettings(DeploymentSettings):
+    """DKIM signing of every mail, order mail and campaigns (docs/campaigns.md, "DKIM").
+
+    The key is an RSA (2048 bits or more) or Ed25519 private key, as a PEM file or the PEM
+    itself (from a Secret); none means unsigned mail, which only development and tests allow
+    (`make up` and the test stack make a key under var/dkim/). The record to publish at
+    `<selector>._domainkey.<domain>`: `doorbuster dkim-record`.
+    """
+
+    dkim_private_key_file: str | None = None
+    dkim_private_key: str | None = None
+    dkim_selector: str = Field(default="doorbuster", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # The signing domain `d=`; unset: the domain of MAIL_FROM (aligned, as DMARC wants).
+    dkim_domain: str | None = None
+
+    @model_validator(mode="after")
+    def _one_dkim_key(self) -> DkimSettings:
+        if self.dkim_private_key_file and self.dkim_private_key:
+            raise ValueError("DKIM_PRIVATE_KEY_FILE and DKIM_PRIVATE_KEY: set one, not both")
+        return self
+
+    @property
+    def dkim_configured(self) -> bool:
+        return bool(self.dkim_private_key_file or self.dkim_private_key)
+
+
+class UnsubscribeSettings(DeploymentSettings):
+    """RFC 8058 one-click unsubscribe in every campaign mail (docs/campaigns.md).
+
+    The token in the link is an HMAC of the campaign and the address under
+    UNSUBSCRIBE_SECRET: changing the secret voids the links of mails already sent.
+    """
+
+    unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
+    # Where receivers reach POST /v1/unsubscribe/{token}: the notifications API's public URL.
+    unsubscribe_base_url: str = "http://127.0.0.1:8003"
+    # The List-Unsubscribe mailto: form; unset: unsubscribe@<the domain of MAIL_FROM>.
+    unsubscribe_mailto: str | None = None
+
+
 class ApiKeySettings(DeploymentSettings):
     """The HTTP callers' keys: comma-separated; none configured means the development keys."""
 
@@ -181,6 +245,11 @@ class LimitSettings(DeploymentSettings):
     # consumer before anything decodes it (workers/consumer.py). Our largest real task (a
     # reserve of 50 lines) is about 3 kB; RabbitMQ's own limit (max_message_size) is 128 MiB.
     max_message_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
+    # Runs of one redelivered task (its worker died each time) before it is dead-lettered
+    # (`delivery_limit`), counted per worker in DELIVERY_COUNTS_DIR (default: the temp dir);
+    # shared/messaging/deliveries.py. The same as quorum queues' x-delivery-limit.
+    task_delivery_limit: int = Field(default=10, ge=1)
+    delivery_counts_dir: str | None = None
     # Load shedding (shared/web/shedding.py): a route that feeds a queue answers 503 while more
     # than this many messages wait in it. Lowest limit sheds first: campaign creation (bulk)
     # long before checkout (orders). Depths are re-read every SHED_REFRESH_SECONDS.
@@ -202,6 +271,11 @@ class OrderFlowSettings(DeploymentSettings):
     # How long an order may hold reserved units before the sweep releases them.
     reservation_timeout_seconds: int = 15 * 60
     reservation_sweep_interval_seconds: float = 30.0
+    # Provider reconciliation (services/orders/reconcile.py), run by beat: how often, and how
+    # far back it compares (every run lists the window's intents and refunds, 100 a request:
+    # three days give a discrepancy 72 runs to be seen, and a stopped beat a weekend).
+    reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    reconcile_lookback_seconds: int = Field(default=3 * 24 * 3600, ge=60)
     # The outbox relay re-publishes rows older than this that were not confirmed right after commit.
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
@@ -238,6 +312,8 @@ class Settings(
     StripeSettings,
     SmtpSettings,
     MailSettings,
+    DkimSettings,
+    UnsubscribeSettings,
     ApiKeySettings,
     LimitSettings,
     OrderFlowSettings,

@@ -1,8 +1,9 @@
-"""The queue topology, declared once: queues, dead letters, task names, routes and priorities.
+"""The queue topology, declared once: queues, dead letters, routes and priorities.
 
 Both the aio-pika publisher and the Celery app read this module, so a queue is always declared
 with the same arguments (RabbitMQ refuses a redeclaration with other arguments:
-`PRECONDITION_FAILED - inequivalent arg`). Nothing else in the code base spells a queue name.
+`PRECONDITION_FAILED - inequivalent arg`). Nothing else in the code base spells a queue name;
+each message class (`shared/messages/`) names its `Route` with one of these queues.
 
 Queue type: locally and in tests the queues are *classic* durable queues with `x-max-priority`
 10 behind a direct exchange. With `QUEUE_TYPE=quorum` (`deploy/k8s/`, and the three-node cluster
@@ -46,43 +47,12 @@ class QueueName(StrEnum):
     BULK = "notifications.bulk"
 
 
-class TaskName(StrEnum):
-    """Explicit task names: services reach each other only through these."""
-
-    CHARGE = "payments.charge"
-    REFUND = "payments.refund"
-    RESERVE = "inventory.reserve"
-    RELEASE = "inventory.release"
-    COMMIT = "inventory.commit"
-    RETURN = "inventory.return"
-    APPLY_RESERVATION = "orders.apply_reservation"
-    EXPIRE_RESERVATIONS = "orders.expire_reservations"
-    SEND_ORDER_MAIL = "notifications.send_order_mail"
-    SEND_CAMPAIGN_BATCH = "notifications.send_campaign_batch"
-
-
 @dataclass(frozen=True)
 class Route:
+    """Where a message goes: its queue, and its priority there (0-9; higher first)."""
+
     queue: QueueName
     priority: int
-
-
-ROUTES: dict[TaskName, Route] = {
-    TaskName.CHARGE: Route(QueueName.PAYMENTS, 9),
-    TaskName.REFUND: Route(QueueName.PAYMENTS, 8),
-    TaskName.RESERVE: Route(QueueName.ORDERS, 7),
-    TaskName.RELEASE: Route(QueueName.ORDERS, 7),
-    TaskName.COMMIT: Route(QueueName.ORDERS, 7),
-    TaskName.RETURN: Route(QueueName.ORDERS, 7),
-    TaskName.APPLY_RESERVATION: Route(QueueName.ORDERS, 7),
-    TaskName.EXPIRE_RESERVATIONS: Route(QueueName.ORDERS, 7),
-    TaskName.SEND_ORDER_MAIL: Route(QueueName.TRANSACTIONAL, 5),
-    TaskName.SEND_CAMPAIGN_BATCH: Route(QueueName.BULK, 1),
-}
-
-
-def route_for(task: str) -> Route:
-    return ROUTES[TaskName(task)]
 
 
 def dead_letter_queue(queue: QueueName | str) -> str:

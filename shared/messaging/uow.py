@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, Self
 
-from sqlalchemy import Executable
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.infra.db import Database
 from shared.infra.observability import current_correlation_id
+from shared.messaging.message import Message
 from shared.messaging.outbox import Dispatcher, Outbox
 from shared.messaging.wire import OutgoingTask
 
 
-class UnitOfWork:
-    """`async with uow:` opens a transaction; `emit` queues tasks; `commit` makes both durable.
+class Work(Protocol):
+    """What a use case asks of its unit of work: a transaction, the messages it emits, and
+    their commit. `UnitOfWork` is the real one; tests/unit/fakes/ has one in memory that
+    records what was emitted. A service's protocol adds its repository (`OrdersWork`)."""
 
-    Tasks emitted inside the unit are written to the outbox in the same transaction and handed
-    to the dispatcher right after commit; a rollback drops them with everything else.
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def emit(self, message: Message) -> OutgoingTask: ...
+
+    def committed_alone(self) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWork:
+    """`async with uow:` opens a transaction; `emit` queues messages; `commit` makes both durable.
+
+    Messages emitted inside the unit are written to the outbox in the same transaction and
+    handed to the dispatcher right after commit; a rollback drops them with everything else.
+    A use case that is one statement (`fetch_alone`) writes its emitted messages' outbox rows
+    in that statement and hands them on with `committed_alone`.
     """
 
     session: AsyncSession
@@ -45,38 +68,36 @@ class UnitOfWork:
         finally:
             await self.session.close()
 
-    @staticmethod
-    def task(name: str, **kwargs: object) -> OutgoingTask:
-        """A task of this unit's request or task (it carries the current correlation id)."""
-        return OutgoingTask(name=name, kwargs=kwargs, correlation_id=current_correlation_id())
-
-    def emit(self, name: str, **kwargs: object) -> OutgoingTask:
-        task = self.task(name, **kwargs)
+    def emit(self, message: Message) -> OutgoingTask:
+        """Send `message` when this unit commits (under the current correlation id)."""
+        task = OutgoingTask.of(message, correlation_id=current_correlation_id())
         self._emitted.append(task)
         return task
 
-    async def execute_alone(
-        self, statement: Executable, parameters: dict[str, Any] | None = None
-    ) -> list[RowMapping]:
-        """Run one statement as its own transaction and return its rows (for a use case, or a
-        step of one, that is a single statement, outbox rows included).
+    async def fetch_alone(self, sql: str, *args: Any) -> list[Any]:
+        """Run one statement as its own transaction and return its rows (a use case, or a step
+        of one, that is a single statement, outbox rows included): PostgreSQL commits it by
+        itself, one round trip instead of BEGIN, the statement and COMMIT. SQL text with `$1`
+        parameters, run as a prepared asyncpg statement (`Database.fetch_alone`); rows are
+        asyncpg Records. A statement that wrote the emitted messages' outbox rows is followed
+        by `committed_alone`."""
+        return await self._db.fetch_alone(sql, *args)
 
-        PostgreSQL commits a single statement by itself (autocommit), so this costs one round
-        trip instead of BEGIN, the statement and COMMIT (or ROLLBACK, for a read). The caller
-        hands the tasks the statement wrote to `dispatch`.
-        """
-        async with self._db.autocommit() as connection:
-            result = await connection.execute(statement, parameters)
-            return list(result.mappings()) if result.returns_rows else []
-
-    def dispatch(self, committed: Sequence[OutgoingTask]) -> None:
-        """Publish tasks whose outbox rows are committed (the relay covers a crash before)."""
-        self._dispatcher.submit(committed)
+    def committed_alone(self) -> None:
+        """The statement just run alone wrote the emitted messages' outbox rows: publish them
+        now (the relay covers a crash before)."""
+        emitted, self._emitted = self._emitted, []
+        self._dispatcher.submit(emitted)
 
     async def commit(self) -> None:
         emitted, self._emitted = self._emitted, []
-        await self._outbox.add(self.session, emitted)
-        await self.session.commit()
+        if emitted and not self.session.in_transaction():
+            # Nothing but messages: their outbox rows are one statement, committed alone
+            # (one round trip instead of BEGIN, INSERT and COMMIT).
+            await self._outbox.add_alone(self._db, emitted)
+        else:
+            await self._outbox.add(self.session, emitted)
+            await self.session.commit()
         self._dispatcher.submit(emitted)
 
     async def rollback(self) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from shared.messaging.topology import QueueName, route_for
+from shared.messaging.message import Message, route_of
+from shared.messaging.topology import QueueName
 
 CORRELATION_HEADER = "doorbuster_correlation_id"
 # Epoch seconds (float) at publish time: the worker measures queue wait from it.
@@ -23,20 +24,27 @@ ORIGIN = "doorbuster-publisher"
 
 @dataclass(frozen=True)
 class OutgoingTask:
-    """A task to send: its name, JSON-able arguments and a stable id (the outbox row keeps it)."""
+    """A task to send: its name, JSON-able arguments and a stable id (the outbox row keeps it).
+
+    Built from a message (`OutgoingTask.of`) everywhere but in tests of what the pools refuse,
+    which need a body no message class would produce."""
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     correlation_id: str | None = None
 
+    @classmethod
+    def of(cls, message: Message, correlation_id: str | None = None) -> OutgoingTask:
+        return cls(message.name, message.kwargs(), correlation_id=correlation_id)
+
     @property
     def queue(self) -> QueueName:
-        return route_for(self.name).queue
+        return route_of(self.name).queue
 
     @property
     def priority(self) -> int:
-        return route_for(self.name).priority
+        return route_of(self.name).priority
 
 
 def celery_body(task: OutgoingTask) -> bytes:

@@ -1,6 +1,6 @@
 """The FastAPI app factory every service uses: lifespan, errors, auth, limits, probes, metrics,
-load shedding and the OpenAPI document. Routes get all of it by being in `routers`, and what
-they need through `shared.web.deps`."""
+load shedding, the OpenAPI document and its offline pages (/docs, /redoc). Routes get all of it
+by being in `routers`, and what they need through `shared.web.deps`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from shared.infra.observability import configure_logging, init_sentry
 from shared.infra.settings import Settings, load_settings
 from shared.runtime import ServiceRuntime
 from shared.web.auth import Auth
+from shared.web.docs import install_docs
 from shared.web.guard import BodyLimit, RouteGuard
 from shared.web.middleware import install_telemetry
 from shared.web.openapi import install_openapi
@@ -82,6 +83,9 @@ def create_service_app(
         description=description,
         version="1.0.0",
         lifespan=lifespan,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN; ours serve them (shared.web.docs).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.auth = Auth(settings)
@@ -104,12 +108,25 @@ def create_service_app(
                 database = await runtime.db.ping()
         except TimeoutError:
             database = False
-        return {"database": database, "broker": runtime.publisher.is_ready}
+        return {"database": database, "broker": runtime.publisher.accepting}
 
-    install_probes(app, readiness)
+    def why(check: str) -> str:
+        publisher = app.state.runtime.publisher
+        if check == "broker" and publisher.is_ready and publisher.is_blocked:
+            # Connected, but a memory or disk alarm blocks publishing: checkout still
+            # answers 202 into the outbox, which drains once the alarm clears.
+            return "broker blocked (memory or disk alarm)"
+        if check == "broker" and publisher.is_ready and publisher.is_silent:
+            # Connected, but not a frame (not even a heartbeat) for a heartbeat interval: the
+            # path drops packets. Checkout still answers 202 into the outbox.
+            return f"broker silent for {publisher.silent_seconds:.0f} s (no heartbeat)"
+        return f"{check} not answering"
+
+    install_probes(app, readiness, why)
     for router in routers:
         app.include_router(router)
     install_openapi(app)
+    install_docs(app)
     return app
 
 

@@ -19,7 +19,14 @@ _NOT_READY = {
 _METRICS = {"description": "Prometheus text format", "content": {"text/plain": {}}}
 
 
-def install_probes(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+def install_probes(
+    app: FastAPI,
+    readiness: Callable[[], Awaitable[dict[str, bool]]],
+    why: Callable[[str], str] = lambda name: f"{name} not answering",
+) -> None:
+    """`readiness` gives each check's verdict; `why(name)` says what a failed one means
+    (default `<name> not answering`; the broker may instead be `blocked`, on an alarm)."""
+
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -33,11 +40,11 @@ def install_probes(app: FastAPI, readiness: Callable[[], Awaitable[dict[str, boo
     async def readyz() -> dict[str, Any]:
         checks = await readiness()
         if not all(checks.values()):
-            down = ", ".join(name for name, ok in checks.items() if not ok)
+            down = ", ".join(why(name) for name, ok in checks.items() if not ok)
             raise Problem(
                 503,
                 "not-ready",
-                f"Not ready: {down} not answering.",
+                f"Not ready: {down}.",
                 {"Retry-After": "1"},
                 checks=checks,
             )

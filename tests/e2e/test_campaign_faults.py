@@ -13,8 +13,9 @@ import pytest
 
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, db_fetch
+from shared.messages.notifications import SendCampaignBatch
 from shared.messaging.publisher import Publisher
-from shared.messaging.topology import QueueName, TaskName, dead_letter_queue
+from shared.messaging.topology import QueueName, dead_letter_queue
 from shared.messaging.wire import OutgoingTask
 from tests.support.broker import wait_drained
 from tests.support.campaigns import Campaigns, addresses, campaign_mail, smtp_down
@@ -27,7 +28,7 @@ async def batch_payloads(campaign_id: str) -> list[dict]:
     rows = await db_fetch(
         "notifications",
         "SELECT kwargs FROM outbox WHERE task_name = $1 AND kwargs->>'campaign_id' = $2",
-        TaskName.SEND_CAMPAIGN_BATCH.value,
+        SendCampaignBatch.name,
         campaign_id,
     )
     return [orjson.loads(row["kwargs"]) for row in rows]
@@ -38,7 +39,7 @@ async def republish(stack: Stack, payloads: list[dict], times: int) -> None:
     await publisher.connect()
     try:
         await publisher.publish_many(
-            [OutgoingTask(TaskName.SEND_CAMPAIGN_BATCH, p) for p in payloads for _ in range(times)]
+            [OutgoingTask(SendCampaignBatch.name, p) for p in payloads for _ in range(times)]
         )
     finally:
         await publisher.close()

@@ -11,7 +11,8 @@ import pytest
 from devtools.harness.metrics import sample, scrape
 from devtools.harness.shop import ADMIN, STOREFRONT
 from devtools.harness.stack import Stack
-from shared.messaging.topology import QueueName, TaskName
+from shared.messages.notifications import SendCampaignBatch
+from shared.messaging.topology import QueueName
 from tests.support.broker import queue_depths
 from tests.support.campaigns import Campaigns, addresses, campaign_mail
 
@@ -106,7 +107,7 @@ async def test_cancel_stops_within_a_second_for_good(stack: Stack, campaigns: Ca
 
 def batches_run(metrics_url: str) -> float:
     samples = scrape(metrics_url)
-    labels = {"queue": QueueName.BULK.value, "task": TaskName.SEND_CAMPAIGN_BATCH.value}
+    labels = {"queue": QueueName.BULK.value, "task": SendCampaignBatch.name}
     return sum(
         sample(samples, "doorbuster_tasks_total", outcome=outcome, **labels) or 0
         for outcome in ("succeeded", "retried", "failed", "rejected", "ignored")

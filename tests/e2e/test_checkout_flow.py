@@ -111,7 +111,7 @@ async def test_the_same_idempotency_key_and_body_return_the_same_order(shop: Sho
     assert other.status_code == 422
     assert other.headers["content-type"].startswith("application/problem+json")
     await shop.wait_final(first.json()["id"])
-    # The units leave stock when inventory.commit runs, just after the order is paid.
+    # The units leave stock when its commit runs (gathered with others' for up to 0.25 s).
     await shop.wait_stock(sku, stock=4, reserved=0)
 
 

@@ -92,7 +92,7 @@ def test_every_queue_and_dlq_has_depth_consumers_and_oldest_age(stack: Stack, pr
 def test_every_task_of_every_pool_has_its_series_before_it_runs(prometheus):
     for pool in Pool:
         queue = POOLS[pool].queue.value
-        wanted = {task.value for task in tasks_of(pool)}
+        wanted = set(tasks_of(pool))
         for metric in (
             f'doorbuster_tasks_total{{queue="{queue}", outcome="succeeded"}}',
             f'doorbuster_task_run_seconds_count{{queue="{queue}"}}',

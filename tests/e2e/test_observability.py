@@ -17,10 +17,12 @@ from devtools.harness.metrics import sample, scrape
 from devtools.harness.shop import STOREFRONT, Shop, unique_sku
 from devtools.harness.stack import Stack
 
-# Which process logs which task of a paid order.
+# Which process logs which task of a paid order under its correlation id. Its commit goes out
+# gathered with other orders' (`inventory.commit_many`, under a correlation id of its own):
+# its line names the order among its `order_ids`.
 EXPECTED_TASKS = {
-    "orders-pool": {"inventory.reserve", "orders.apply_reservation", "inventory.commit"},
-    "payments-pool": {"payments.charge"},
+    "orders-pool": {"inventory.reserve"},
+    "payments-pool": {"inventory.reserved"},
     "notifications-pool": {"notifications.send_order_mail"},
 }
 
@@ -51,6 +53,19 @@ async def wait_for_lines(logs: Path, needle: str, timeout: float = 60) -> dict[s
             return found
         if time.monotonic() > deadline:
             raise AssertionError(f"task lines missing for {needle}: {done}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_gathered_commit(logs: Path, order_id: str, timeout: float = 30) -> dict:
+    """The orders pool's line of the `inventory.commit_many` that named `order_id`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in grep(logs, order_id).get("orders-pool", []):
+            if line.get("task") == "inventory.commit_many" and line["event"] == "task succeeded":
+                assert order_id in line["order_ids"]
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no inventory.commit_many line names {order_id}")
         await asyncio.sleep(0.2)
 
 
@@ -89,6 +104,7 @@ async def test_one_grep_of_the_correlation_id_follows_an_order_end_to_end(stack:
     await shop.wait_mail(order_id, "order_confirmation")
 
     found = await wait_for_lines(stack.logs, correlation_id)
+    await wait_for_gathered_commit(stack.logs, order_id)
     # The emulator's signed webhook for the charge is logged under the order's id too.
     found = await wait_for_webhook_line(stack.logs, correlation_id)
     grepped = subprocess.run(
@@ -145,7 +161,7 @@ async def test_every_pool_exports_task_metrics_and_probes(stack: Stack, shop: Sh
     await shop.wait_mail(order_id, "order_confirmation")
 
     for pool, queue, task in (
-        ("payments", "payments", "payments.charge"),
+        ("payments", "payments", "inventory.reserved"),  # priced and charged
         ("orders", "orders", "inventory.reserve"),
         ("notifications", "notifications.transactional", "notifications.send_order_mail"),
     ):

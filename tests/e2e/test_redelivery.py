@@ -7,8 +7,15 @@ from devtools.harness.emulator import intents_of
 from devtools.harness.shop import Shop, unique_sku
 from devtools.harness.stack import Stack, db_fetch
 from ops.maildir import count_by_header
+from shared.messages.inventory import ApplyReservation, StockReserved
+from shared.messages.orders import (
+    ChargeOrder,
+    CommitReservation,
+    ReleaseReservation,
+    ReserveStock,
+    SendOrderMail,
+)
 from shared.messaging.publisher import Publisher
-from shared.messaging.topology import TaskName
 from shared.messaging.wire import OutgoingTask
 from tests.support.broker import wait_drained
 
@@ -64,10 +71,10 @@ async def test_redelivering_every_task_of_a_paid_order_changes_nothing(stack: St
         stack,
         [
             OutgoingTask(
-                TaskName.RESERVE, {"order_id": order_id, "items": [{"sku": sku, "quantity": 2}]}
+                ReserveStock.name, {"order_id": order_id, "items": [{"sku": sku, "quantity": 2}]}
             ),
             OutgoingTask(
-                TaskName.APPLY_RESERVATION,
+                ApplyReservation.name,
                 {
                     "order_id": order_id,
                     "outcome": "reserved",
@@ -75,11 +82,19 @@ async def test_redelivering_every_task_of_a_paid_order_changes_nothing(stack: St
                     "currency": "usd",
                 },
             ),
-            OutgoingTask(TaskName.CHARGE, {"order_id": order_id}),
-            OutgoingTask(TaskName.COMMIT, {"order_id": order_id}),
-            OutgoingTask(TaskName.RELEASE, {"order_id": order_id}),
             OutgoingTask(
-                TaskName.SEND_ORDER_MAIL,
+                StockReserved.name,
+                {
+                    "order_id": order_id,
+                    "lines": [{"sku": sku, "quantity": 2, "unit_price": 2500}],
+                    "currency": "usd",
+                },
+            ),
+            OutgoingTask(ChargeOrder.name, {"order_id": order_id}),
+            OutgoingTask(CommitReservation.name, {"order_id": order_id}),
+            OutgoingTask(ReleaseReservation.name, {"order_id": order_id}),
+            OutgoingTask(
+                SendOrderMail.name,
                 {
                     "order_id": order_id,
                     "kind": "order_confirmation",
@@ -112,10 +127,10 @@ async def test_redelivering_the_tasks_of_a_failed_order_changes_nothing(stack: S
         stack,
         [
             OutgoingTask(
-                TaskName.RESERVE, {"order_id": order["id"], "items": [{"sku": sku, "quantity": 1}]}
+                ReserveStock.name, {"order_id": order["id"], "items": [{"sku": sku, "quantity": 1}]}
             ),
-            OutgoingTask(TaskName.CHARGE, {"order_id": order["id"]}),
-            OutgoingTask(TaskName.RELEASE, {"order_id": order["id"]}),
+            OutgoingTask(ChargeOrder.name, {"order_id": order["id"]}),
+            OutgoingTask(ReleaseReservation.name, {"order_id": order["id"]}),
         ],
     )
 

@@ -82,8 +82,10 @@ async def private_shop(private_stack: Stack) -> AsyncIterator[Shop]:
         yield client
 
 
-# The quorum-queue stack: ports + 70, the cluster's nodes on 5701+10*slot.., its proxies.
-CLUSTER_PORTS = Ports(**{name: port + 70 for name, port in vars(SITE.ports).items()})
+# The quorum-queue stack: ports + 73 (its pools' metrics ports, base + 0/10/20/30, clear of the
+# private stack's + 50 while both are up during rows g and h; + 70 collided at 19170 and
+# 19180), the cluster's nodes on 5701+10*slot.., its proxies.
+CLUSTER_PORT_OFFSET = 73
 CLUSTER_AMQP_PROXY_PORT = 36672 + 100 * SLOT
 CLUSTER_MANAGEMENT_PROXY_PORT = 36673 + 100 * SLOT
 
@@ -122,12 +124,9 @@ def cluster_proxies(rabbit_cluster: Cluster) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def cluster_stack(rabbit_cluster: Cluster, cluster_proxies: None) -> Iterator[Stack]:
     """The whole stack on the three-node cluster with `QUEUE_TYPE=quorum`."""
-    site = replace(
-        SITE,
-        ports=CLUSTER_PORTS,
-        vhost=f"{SITE.vhost}-quorum",
-        folder_suffix=f"{SITE.folder_suffix}-quorum",
-        db_prefix=f"{SITE.db_prefix}_quorum",
+    site = SITE.beside(
+        "quorum",
+        CLUSTER_PORT_OFFSET,
         amqp_port=CLUSTER_AMQP_PROXY_PORT,
         management_port=CLUSTER_MANAGEMENT_PROXY_PORT,
         queue_type="quorum",
@@ -140,4 +139,79 @@ def cluster_stack(rabbit_cluster: Cluster, cluster_proxies: None) -> Iterator[St
 @pytest.fixture(scope="module")
 async def cluster_shop(cluster_stack: Stack) -> AsyncIterator[Shop]:
     async with Shop(cluster_stack) as client:
+        yield client
+
+
+# Scenario j's broker: one node of its own, because an alarm blocks every publisher of a
+# broker and the machine's RabbitMQ on 5672 serves every other suite. Its offset (10 * slot + 5,
+# so AMQP on 5706 + 10 * slot) stays clear of the cluster's nodes (10 * slot + 1..3); the
+# stack's ports are the session's + 85.
+ALARM_PORT_OFFSET = 85
+
+
+@pytest.fixture
+def alarm_broker() -> Iterator[Cluster]:
+    """A single RabbitMQ node of Debian's package (devtools.rabbit_cluster with one node)."""
+    broker = Cluster(
+        offset=10 * SLOT + 5, size=1, folder=ROOT / "var" / f"rabbit-alarm{SLOT or ''}"
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.destroy()
+
+
+@pytest.fixture
+def alarm_stack(alarm_broker: Cluster) -> Iterator[Stack]:
+    """The whole stack on the private node (the one scenario that uses it stops it after)."""
+    node = alarm_broker.nodes[0]
+    site = SITE.beside(
+        "alarm", ALARM_PORT_OFFSET, amqp_port=node.amqp_port, management_port=node.management_port
+    )
+    running = build_stack(site, broker_proxy=False, new_vhost=alarm_broker.add_vhost)
+    with running.started():
+        yield running
+
+
+@pytest.fixture
+async def alarm_shop(alarm_stack: Stack) -> AsyncIterator[Shop]:
+    async with Shop(alarm_stack) as client:
+        yield client
+
+
+# Scenario n's stack: the pools reach the machine's RabbitMQ through a proxy of their own that
+# stalls (the APIs go straight to it). Ports are the session's + 42 (its pools' metrics ports,
+# base + 0/10/20/30 + 42, fall on none of the other stacks'). The proxy listens below the
+# ephemeral range (32768-60999): a port in it was once taken by an outgoing connection of the
+# previous run, and the proxy could not bind.
+PARTITION_PORT_OFFSET = 42
+POOLS_PROXY_PORT = 27672 + 100 * SLOT
+
+
+@pytest.fixture
+def pools_proxy() -> Iterator[CuttableProxy]:
+    proxy = CuttableProxy(POOLS_PROXY_PORT, "127.0.0.1", SITE.amqp_port)
+    proxy.start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def partition_stack(pools_proxy: CuttableProxy) -> Iterator[Stack]:
+    """The whole stack, every pool behind `pools_proxy` (beat and the APIs reach the broker
+    directly: the sweeps it publishes meanwhile wait in the queue, they carry no expiry)."""
+    site = SITE.beside("partition", PARTITION_PORT_OFFSET)
+    running = build_stack(site, broker_proxy=False)
+    through_proxy = f"amqp://guest:guest@127.0.0.1:{POOLS_PROXY_PORT}/{site.vhost}"
+    for name, process in running.processes.items():
+        if name.endswith("-pool"):
+            process.env["RABBITMQ_URL"] = through_proxy
+    with running.started():
+        yield running
+
+
+@pytest.fixture
+async def partition_shop(partition_stack: Stack) -> AsyncIterator[Shop]:
+    async with Shop(partition_stack) as client:
         yield client

@@ -1,6 +1,7 @@
 """Faults rehearsed against the running stack while orders flow and a campaign goes out: kill -9
 a pool mid-task, restart RabbitMQ and PostgreSQL, take Stripe and SMTP away, feed poison
-messages. After each, the system settles and the contract's invariants are audited: every
+messages, block publishers with a broker memory alarm, crash-loop a pool with a message that
+kills it. After each, the system settles and the contract's invariants are audited: every
 order final, nothing lost, nothing twice (charges, confirmations, campaign mail), stock
 consistent, and exactly the expected dead letters.
 
@@ -17,12 +18,15 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import aio_pika
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from devtools.harness import emulator
@@ -32,9 +36,17 @@ from devtools.rabbit_cluster import Cluster
 from ops.audit import Verdict, run_audit
 from shared.infra.settings import get_settings
 from shared.messaging.topology import TASK_EXCHANGE, QueueName
+from shared.messaging.wire import OutgoingTask
 from tests.faults.report import ROWS, Row
 from tests.support.campaigns import Campaigns, addresses
-from tests.support.poison import poison_every_queue, poison_kinds, take_dead_letters
+from tests.support.crash_pool import CRASH_EXIT_CODE, CRASH_TASK
+from tests.support.poison import (
+    EMBED,
+    poison_every_queue,
+    poison_kinds,
+    publish,
+    take_dead_letters,
+)
 from tests.support.private_pg import PrivateCluster
 from tests.support.traffic import Traffic, all_final
 from workers.pools import Pool
@@ -380,3 +392,167 @@ async def test_orders_database_read_only(private_stack: Stack, private_shop: Sho
     await scenario(
         "i. orders database read-only (failover)", private_stack, private_shop, read_only
     )
+
+
+async def retry_logged_after(log: Path, since: float, timeout: float = 15.0) -> None:
+    """Wait until the pool's JSON log holds a charge that failed and is retried (the task shell
+    logs `task raised TransientPaymentError`) stamped after `since` (seconds since the epoch)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if "task raised TransientPaymentError" not in line:
+                continue
+            try:
+                stamp = orjson.loads(line)["timestamp"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # not one of the pool's JSON records
+            if datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() > since:
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no charge retried within {timeout} s of every charge failing")
+
+
+@pytest.mark.fault_ci
+async def test_broker_memory_alarm(alarm_broker: Cluster, alarm_stack: Stack, alarm_shop: Shop):
+    """A memory alarm on the broker (watermark near zero) blocks every publishing connection
+    for a while, with charges retrying on a failing Stripe: checkout keeps answering 202 (into
+    the outbox) well within a 5 s client timeout, the APIs' `/readyz` says the broker is
+    blocked, the payments pool's threads are not wedged by a retry they cannot publish (the
+    message is requeued instead), and everything drains once the alarm clears."""
+    node = alarm_broker.nodes[0]
+    sku = unique_sku("ALARM")
+    await alarm_shop.put_product(sku, stock=1000, price=990)
+    seen: dict[str, object] = {}
+
+    def watermark(value: str) -> None:
+        result = alarm_broker.ctl(node, "set_vm_memory_high_watermark", value)
+        assert result.returncode == 0, result.stderr
+
+    async def memory_alarm() -> None:
+        # Charges in flight fail half the time, so that some retry while the broker blocks.
+        with emulator.faults(alarm_stack, failure_rate=0.5):
+            await asyncio.sleep(4)
+            # From here every charge fails, and the alarm waits for a retry logged after that: a
+            # charge failing every time retries 8 times over about a minute, so its next retry
+            # meets the blocked broker for sure. (Raising the alarm first left it to chance
+            # whether a retry was waiting at that moment; a fresh-clone CI run saw none.)
+            emulator.configure(alarm_stack, failure_rate=1.0)
+            await retry_logged_after(alarm_stack.logs / "payments-pool.log", time.time())
+            await asyncio.to_thread(watermark, "0.0000001")
+            try:
+                started = time.monotonic()
+                # Connections are blocked once they publish: the orders API publishes the
+                # traffic's reserves, so it sees `connection.blocked` within a second or so.
+                ready = await alarm_shop.orders.get("/readyz")
+                while "blocked" not in ready.text and time.monotonic() - started < 10:
+                    await asyncio.sleep(0.2)
+                    ready = await alarm_shop.orders.get("/readyz")
+                seen["readyz"] = (ready.status_code, ready.json().get("detail"))
+                answers = []
+                for _ in range(5):
+                    asked = time.monotonic()
+                    async with asyncio.timeout(5):  # the client's timeout
+                        answer = await alarm_shop.place_order([(sku, 1)])
+                    answers.append((answer.status_code, round(time.monotonic() - asked, 2)))
+                    await asyncio.sleep(0.5)
+                seen["checkouts"] = answers
+                await asyncio.sleep(max(OUTAGE - (time.monotonic() - started), 0))
+            finally:
+                await asyncio.to_thread(watermark, "0.2")
+
+    await scenario("j. broker memory alarm", alarm_stack, alarm_shop, memory_alarm)
+    status, detail = seen["readyz"]  # type: ignore[misc]
+    assert status == 503 and "broker blocked" in str(detail), seen
+    assert all(code == 202 for code, _ in seen["checkouts"]), seen  # type: ignore[attr-defined]
+    payments_log = (alarm_stack.logs / "payments-pool.log").read_text()
+    assert "retry could not be published" in payments_log, "no retry met the alarm"
+
+
+@pytest.fixture
+def crash_target(request: pytest.FixtureRequest) -> tuple[Stack, Shop]:
+    """The session's stack (classic queues) or the cluster's (quorum), by the test's `queues`;
+    looked up here, outside the test's event loop (the stacks' fixtures are synchronous)."""
+    names = ("stack", "shop")
+    if request.node.callspec.params["queues"] == "quorum":
+        names = ("cluster_stack", "cluster_shop")
+    return request.getfixturevalue(names[0]), request.getfixturevalue(names[1])
+
+
+@pytest.mark.parametrize(
+    "queues",
+    [
+        pytest.param("classic", marks=pytest.mark.fault_ci),
+        # The three-node cluster's 40 s start does not fit CI's time (rows g and h).
+        pytest.param("quorum", marks=pytest.mark.fault_full),
+    ],
+)
+async def test_a_message_that_kills_its_worker_every_time(
+    crash_target: tuple[Stack, Shop], queues: str, tmp_path: Path
+):
+    """A charge-queue message whose task kills the payments pool process (`os._exit`) every
+    time it runs, on classic queues and on the cluster's quorum queues. The pool is restarted
+    each time (as Kubernetes restarts a container); the message runs TASK_DELIVERY_LIMIT times,
+    then is dead-lettered with reason `delivery_limit` in the log (before a quorum queue's own
+    `x-delivery-limit` of 10 would drop it to its DLQ), and the pool keeps paying the orders
+    that flow meanwhile."""
+    stack, shop = crash_target
+    limit = 3
+    name = "payments-pool"
+    original = stack.processes[name]
+    crashing = replace(
+        original,
+        argv=[original.argv[0], "-m", "tests.support.crash_pool", *original.argv[3:]],
+        env={
+            **original.env,
+            "TASK_DELIVERY_LIMIT": str(limit),
+            "DELIVERY_COUNTS_DIR": str(tmp_path),
+        },
+    )
+    exits: list[int] = []
+    poison = OutgoingTask(CRASH_TASK, {}, id=f"crash-{uuid.uuid4().hex[:8]}")
+    log = stack.logs / f"{name}.log"
+
+    async def supervise() -> None:
+        while True:
+            popen = stack.running.get(name)
+            if popen is not None and popen.poll() is not None:
+                exits.append(popen.returncode)
+                stack.running.pop(name)
+                stack.start(name)
+            await asyncio.sleep(0.2)
+
+    async def crash_loop() -> set[str]:
+        connection = await aio_pika.connect(stack.env["RABBITMQ_URL"])
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            body = orjson.dumps([[], {}, EMBED])
+            await publish(channel, QueueName.PAYMENTS, poison, body, "application/json")
+        finally:
+            await connection.close()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if "delivery_limit" in log.read_text() and poison.id in log.read_text():
+                break
+            await asyncio.sleep(0.5)
+        return {poison.id}
+
+    stack.stop(name)
+    stack.processes[name] = crashing
+    stack.start(name)
+    supervisor = asyncio.create_task(supervise())
+    try:
+        row = "k. a message that kills its worker" + ("" if queues == "classic" else " (quorum)")
+        await scenario(row, stack, shop, crash_loop)
+    finally:
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)
+        stack.stop(name)
+        stack.processes[name] = original
+        stack.start(name)
+        stack.wait_healthy()
+
+    assert exits == [CRASH_EXIT_CODE] * limit, exits
+    dead = await take_dead_letters(stack.env["RABBITMQ_URL"], {poison.id})
+    assert (dead[poison.id]["reason"], dead[poison.id]["queue"]) == ("rejected", "payments")
+    said = [line for line in log.read_text().splitlines() if poison.id in line]
+    assert any("poison message dead-lettered: delivery_limit" in line for line in said), said

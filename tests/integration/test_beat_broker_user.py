@@ -11,8 +11,9 @@ import pytest
 
 from devtools.harness.stack import SLOT, rabbitmqctl
 from shared.infra.settings import Settings
+from shared.messages.orders import ExpireReservations
 from shared.messaging.publisher import declare_topology
-from shared.messaging.topology import QueueName, TaskName
+from shared.messaging.topology import QueueName
 from tests.support.broker import queue_depths
 from workers.app import beat_app
 
@@ -50,7 +51,7 @@ def publish_only_user():
 
 def test_beat_publishes_the_sweep_with_write_permission_on_the_exchange_only(publish_only_user):
     app = beat_app(Settings(rabbitmq_url=publish_only_user, queue_type=QUEUE_TYPE))
-    entry = app.conf.beat_schedule[TaskName.EXPIRE_RESERVATIONS.value]
+    entry = app.conf.beat_schedule[ExpireReservations.name]
     with app.connection_for_write() as connection, app.producer_or_acquire() as producer:
         connection.ensure_connection(max_retries=3)
         app.send_task(entry["task"], producer=producer, **entry["options"])

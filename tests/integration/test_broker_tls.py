@@ -9,8 +9,8 @@ import pytest
 from devtools.harness.stack import SLOT, VHOST, rabbitmqctl
 from shared.infra.settings import Settings
 from shared.infra.tls import broker_ssl_context
+from shared.messages.orders import ChargeOrder
 from shared.messaging.publisher import Publisher
-from shared.messaging.topology import TaskName
 from shared.messaging.wire import OutgoingTask
 from tests.support.certs import Certs, make_certs
 from tests.support.isolated import fresh_vhost
@@ -50,7 +50,7 @@ async def test_the_publisher_publishes_over_tls_with_a_client_certificate(tls_br
     publisher = Publisher(config.rabbitmq_url, ssl_context=broker_ssl_context(config))
     await publisher.connect()
     try:
-        await publisher.publish(OutgoingTask(TaskName.CHARGE, {"order_id": "ord_tls"}))
+        await publisher.publish(OutgoingTask(ChargeOrder.name, {"order_id": "ord_tls"}))
         assert (await publisher.queue_depths(["payments"]))["payments"] == 1
     finally:
         await publisher.close()

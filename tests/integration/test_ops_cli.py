@@ -18,9 +18,10 @@ import pytest
 
 from devtools.harness.metrics import sample, scrape
 from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
+from shared.messages.orders import ChargeOrder, ReserveStock
 from shared.messaging.publisher import Publisher
-from shared.messaging.topology import TaskName
 from shared.messaging.wire import OutgoingTask
+from tests.support.isolated import fresh_vhost
 from tests.support.ops import doorbuster, doorbuster_json, eventually, wait_for_management
 from tests.support.sentry_stub import SentryStub
 
@@ -41,9 +42,7 @@ def sentry() -> SentryStub:
 def env(sentry: SentryStub) -> dict[str, str]:
     if not wait_for_management():
         pytest.skip("the RabbitMQ management API does not answer (make rabbitmq-plugins)")
-    rabbitmqctl("delete_vhost", VHOST)
-    assert rabbitmqctl("add_vhost", VHOST).returncode == 0
-    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    fresh_vhost(VHOST)
     yield {
         "PATH": "/usr/bin:/bin",
         "RABBITMQ_URL": URL,
@@ -114,7 +113,7 @@ async def test_a_rejected_charge_is_listed_shown_and_redriven(env, payments_work
     )
     assert dead_letters(env) == []
 
-    bad = OutgoingTask(TaskName.CHARGE, {"amount": 500}, correlation_id="corr-ops-dlq")
+    bad = OutgoingTask(ChargeOrder.name, {"amount": 500}, correlation_id="corr-ops-dlq")
     await publish(bad)
 
     [letter] = eventually(lambda: dead_letters(env), lambda found: len(found) == 1)
@@ -151,7 +150,7 @@ async def test_a_rejected_charge_is_listed_shown_and_redriven(env, payments_work
 
 async def test_queues_show_depth_consumers_and_the_oldest_message_age(env, payments_worker):
     # No orders pool runs on this vhost: the reservation waits in `orders`.
-    await publish(OutgoingTask(TaskName.RESERVE, {"order_id": "ord_ops", "items": []}))
+    await publish(OutgoingTask(ReserveStock.name, {"order_id": "ord_ops", "items": []}))
     time.sleep(1.1)
 
     rows = eventually(
@@ -198,7 +197,7 @@ def test_the_console_script_is_installed():
 
 async def test_a_failing_task_reaches_sentry_tagged_with_its_order(env, payments_worker, sentry):
     # A well-formed charge, but this worker's database does not exist: the task fails for good.
-    await publish(OutgoingTask(TaskName.CHARGE, {"order_id": "ord_sentry"}))
+    await publish(OutgoingTask(ChargeOrder.name, {"order_id": "ord_sentry"}))
 
     tagged = eventually(
         lambda: [e for e in sentry.events if e.get("tags", {}).get("order_id") == "ord_sentry"],

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from devtools.harness.stack import ROOT, SLOT, rabbitmqctl
+from shared.messages.orders import ChargeOrder, RefundOrder
 from shared.messaging.publisher import Publisher
-from shared.messaging.topology import QueueName, TaskName
+from shared.messaging.topology import QueueName
 from shared.messaging.wire import OutgoingTask
 
 VHOST = f"doorbuster-probe{SLOT or ''}"
@@ -65,9 +66,9 @@ def read_records(output: Path, count: int, timeout: float = 60) -> list[dict]:
 async def test_celery_runs_our_messages_and_priority_overtakes_a_backlog(probe_vhost, tmp_path):
     publisher = Publisher(probe_vhost)
     await publisher.connect()
-    backlog = [OutgoingTask(TaskName.REFUND, {"order_id": f"ord_low_{n}"}) for n in range(BACKLOG)]
+    backlog = [OutgoingTask(RefundOrder.name, {"order_id": f"ord_low_{n}"}) for n in range(BACKLOG)]
     urgent = OutgoingTask(
-        TaskName.CHARGE, {"order_id": "ord_urgent"}, correlation_id="corr-contract"
+        ChargeOrder.name, {"order_id": "ord_urgent"}, correlation_id="corr-contract"
     )
     await publisher.publish_many(backlog)
     await publisher.publish(urgent)  # published last, priority 9

@@ -1,6 +1,6 @@
-"""SMTP to a relay that requires STARTTLS and AUTH: order mail (aiosmtplib) and campaign
-batches (the pipelining client) both upgrade, verify the relay's certificate and log in; without
-the settings the relay refuses them."""
+"""SMTP to a relay that requires STARTTLS and AUTH: order mail (one kept connection) and
+campaign batches (a connection per batch) both upgrade, verify the relay's certificate and
+log in; without the settings the relay refuses them."""
 
 from __future__ import annotations
 
@@ -128,3 +128,18 @@ async def test_wrong_credentials_are_refused(relay, certs):
         async with mailer(controller, wrong).session():
             pass
     assert inbox.recipients == []
+
+
+async def test_order_mail_keeps_its_connection_and_reopens_one_the_relay_closed(relay, certs):
+    controller, inbox = relay
+    mail = mailer(controller, secured(certs))
+    for n in range(3):
+        await mail.send(mail.compose(f"p{n}@example.com", "Your order", "Thanks", f"order:{n}"))
+    kept = mail._kept
+    assert kept is not None and inbox.recipients == [f"p{n}@example.com" for n in range(3)]
+    # The relay drops the idle connection (a timeout, a restart): the next mail goes out once,
+    # on a new one.
+    kept._writer.transport.abort()
+    await mail.send(mail.compose("late@example.com", "Your order", "Thanks", "order:late"))
+    assert inbox.recipients[-1] == "late@example.com" and len(inbox.recipients) == 4
+    assert mail._kept is not kept and inbox.secured == [True] * 4

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ops.maildir import count_by_header, read_messages
+from services.notifications.mailer import BulkSession, MailDeliveryError, RecipientRefused
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +110,37 @@ def test_five_hundred_mails_over_one_connection(sink: tuple[int, Path]) -> None:
 def test_read_helpers_on_a_missing_maildir(tmp_path: Path) -> None:
     assert read_messages(tmp_path / "none") == []
     assert count_by_header(tmp_path / "none", "X-Doorbuster-Key") == {}
+
+
+async def test_the_pipelined_client_tells_a_bounce_from_a_deferral(sink: tuple[int, Path]) -> None:
+    """The sink's refusals on demand, through `BulkSession` as a campaign batch sends: a 5xx to
+    RCPT or to the content is a bounce of that address and the session goes on; a 5.7 policy
+    refusal fails the mail but is no bounce; a 4xx stops the session (the batch is retried) and
+    the address is taken on the next try."""
+    port, maildir = sink
+    people = [
+        "ann@example.com",
+        "bob.bounce-rcpt@example.com",
+        "cy.bounce-data@example.com",
+        "dan.block-rcpt@example.com",
+        "dee@example.com",
+        "eve.defer-once@example.com",
+        "fay@example.com",
+    ]
+    mails = [(to, mail(to, "Deals", X_Doorbuster_Key=f"c-2:{to}").as_bytes()) for to in people]
+    async with BulkSession("127.0.0.1", port, "shop@doorbuster.test", 5.0) as smtp:
+        assert smtp.pipelining
+        results = await smtp.send_all(mails)
+    ok, rcpt, data, blocked, ok2, deferred = results  # the deferral stopped it before fay
+    assert ok is None and ok2 is None
+    assert isinstance(rcpt, RecipientRefused) and rcpt.stage == "RCPT" and rcpt.bounce
+    assert str(rcpt).startswith("550 5.1.1")
+    assert isinstance(data, RecipientRefused) and data.stage == "DATA" and data.bounce
+    assert isinstance(blocked, RecipientRefused) and blocked.stage == "RCPT"
+    assert str(blocked).startswith("554 5.7.1") and not blocked.bounce
+    assert isinstance(deferred, MailDeliveryError) and str(deferred).startswith("451")
+    async with BulkSession("127.0.0.1", port, "shop@doorbuster.test", 5.0) as smtp:
+        assert await smtp.send_all(mails[5:]) == [None, None]
+    assert set(count_by_header(maildir, "X-Doorbuster-Key")) == {
+        f"c-2:{to}" for to in ("ann@example.com", "dee@example.com", *people[5:])
+    }

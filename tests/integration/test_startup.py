@@ -70,6 +70,9 @@ PRODUCTION_READY = {
     "STOREFRONT_API_KEYS": "sf-1",
     "ADMIN_API_KEYS": "ad-1",
     "SMTP_HOST": "127.0.0.1",
+    "DKIM_PRIVATE_KEY_FILE": "/etc/doorbuster/dkim/private.pem",
+    "UNSUBSCRIBE_SECRET": "4f1c0e7b9a2d8c3e5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7081920",
+    "UNSUBSCRIBE_BASE_URL": "https://mail.doorbuster.example",
 }
 
 
@@ -88,6 +91,21 @@ def test_production_with_the_dev_webhook_secret_refuses_to_start(process):
     assert "Traceback" not in run.stderr
 
 
+def test_production_refuses_to_start_the_bulk_pool_without_a_dkim_key():
+    """No campaign mail goes out unsigned: without a key the bulk pool does not start."""
+    env = environment(**PRODUCTION_READY)
+    del env["DKIM_PRIVATE_KEY_FILE"]
+    argv = [sys.executable, "-m", "workers", "bulk"]
+    run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "doorbuster: refusing to start: DOORBUSTER_ENV=production refuses development or "
+        "unset values: DKIM_PRIVATE_KEY_FILE (unset (or DKIM_PRIVATE_KEY): bulk mail is never "
+        "sent unsigned)"
+    )
+    assert "Traceback" not in run.stderr
+
+
 def test_development_mode_announces_the_dev_keys_at_start():
     env = environment(DOORBUSTER_ENV="development", STOREFRONT_API_KEYS="", ADMIN_API_KEYS="")
     process = subprocess.Popen(
@@ -102,3 +120,27 @@ def test_development_mode_announces_the_dev_keys_at_start():
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_an_api_that_cannot_bind_its_port_exits_while_its_broker_connection_is_still_opening():
+    """uvicorn binds after the app's start-up; with the port taken it shuts the app down and
+    exits. The publisher is then still opening its broker connection (here a broker that
+    accepts and never answers): cancelled, aio-pika's robust connection would go on
+    reconnecting and keep the process alive for ever (`make up` then hung, naming nothing)."""
+    with socket.socket() as silent_broker, socket.socket() as taken:
+        silent_broker.bind(("127.0.0.1", 0))
+        silent_broker.listen()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = environment(
+            RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{silent_broker.getsockname()[1]}/"
+        )
+        argv = [*uvicorn("inventory")[:-1], str(port)]
+        started = time.monotonic()
+        run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        seconds = time.monotonic() - started
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert "address already in use" in run.stderr
+    assert "Application shutdown complete" in run.stderr
+    assert seconds < 30, seconds

@@ -30,9 +30,12 @@ DEFAULT_CONFIG = {
     "latency_ms": 0,
     "failure_rate": 0,
     "timeout_rate": 0,
+    "timeout_hides_rate": 0.5,
     "hang_seconds": 20,
     "webhook_url": None,
     "faults_only_on_writes": False,
+    "idempotency_ttl_seconds": 86400,
+    "search_lag_seconds": 0,
 }
 VISA = {"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
 
@@ -284,6 +287,56 @@ def test_module_level_api_base(emulator_url: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(stripe, "api_key", API_KEY)
     intent = stripe.PaymentIntent.create(**VISA, idempotency_key="module-level")
     assert stripe.PaymentIntent.retrieve(intent.id).status == "succeeded"
+
+
+def test_a_key_older_than_its_ttl_is_forgotten(
+    client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    """Stripe may prune a key once it is 24 hours old; the TTL is configurable so that a
+    test can see what a redrive a day later meets: the same key makes a second intent."""
+    first = client.v1.payment_intents.create(params=VISA, options={"idempotency_key": "day-1"})
+    assert client.v1.payment_intents.create(VISA, {"idempotency_key": "day-1"}).id == first.id
+    configure(control, idempotency_ttl_seconds=0.3)
+    time.sleep(0.5)
+    again = client.v1.payment_intents.create(params=VISA, options={"idempotency_key": "day-1"})
+    assert again.id != first.id and again.status == "succeeded"
+    assert control.post("/_emulator/config", json={"idempotency_ttl_seconds": 0}).status_code == 400
+
+
+def test_search_finds_intents_by_metadata_in_stripe_s_shape(
+    client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    ours = [
+        client.v1.payment_intents.create({**VISA, "metadata": {"order_id": "o-s"}}).id
+        for _ in range(3)
+    ]
+    client.v1.payment_intents.create({**VISA, "metadata": {"order_id": "o-other"}})
+    page = client.v1.payment_intents.search({"query": "metadata['order_id']:'o-s'", "limit": 2})
+    assert isinstance(page, stripe.SearchResultObject) and page.has_more
+    assert [intent.id for intent in page.auto_paging_iter()] == ours[::-1]  # newest first
+    raw = control.get(
+        "/v1/payment_intents/search",
+        params={"query": "metadata['order_id']:'o-s' AND status:'succeeded'"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).json()
+    assert raw["object"] == "search_result" and raw["url"] == "/v1/payment_intents/search"
+    assert (len(raw["data"]), raw["has_more"], raw["next_page"]) == (3, False, None)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.search({"query": "amount>100"})
+    # Eventually consistent, as Stripe's: a new intent is not found until the lag has passed.
+    configure(control, search_lag_seconds=60)
+    assert client.v1.payment_intents.search({"query": "metadata['order_id']:'o-s'"}).data == []
+
+
+def test_lists_filter_by_creation_time(client: stripe.StripeClient) -> None:
+    intent = client.v1.payment_intents.create(VISA)
+    refund = client.v1.refunds.create({"payment_intent": intent.id})
+    now = int(time.time())
+    for created, expected in (({"gte": now - 60}, 1), ({"gt": now + 60}, 0)):
+        listed = client.v1.payment_intents.list({"created": created})
+        assert [i.id for i in listed.auto_paging_iter()] == [intent.id][:expected]
+        refunds = client.v1.refunds.list({"created": created})
+        assert [r.id for r in refunds.auto_paging_iter()] == [refund.id][:expected]
 
 
 def test_control_endpoints(control: httpx.Client) -> None:

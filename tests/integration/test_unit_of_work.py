@@ -1,4 +1,4 @@
-"""`UnitOfWork.execute_alone` on a real PostgreSQL: one statement, committed by itself, whether
+"""`UnitOfWork.fetch_alone` on a real PostgreSQL: one statement, committed by itself, whether
 it returns rows or not, and an outbox row it writes is as durable as the business row."""
 
 from __future__ import annotations
@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select
 
 from devtools.harness.stack import DB_PREFIX, PG_SERVER
 from shared.infra.db import Database, create_database_if_missing
+from shared.messages.orders import CommitReservation
 from shared.messaging.outbox import Dispatcher, Outbox, outbox_table
 from shared.messaging.publisher import Publisher
 from shared.messaging.uow import UnitOfWork
+from shared.messaging.wire import OutgoingTask
 
 URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}_uow"
 metadata = MetaData()
@@ -43,27 +45,41 @@ async def committed(uow: UnitOfWork, statement) -> list:
 
 
 async def test_a_statement_alone_is_committed_with_or_without_rows(uow: UnitOfWork):
-    rows = await uow.execute_alone(
-        insert(things).values(id="a", state="new").returning(things.c.id)
-    )
+    rows = await uow.fetch_alone("INSERT INTO things (id, state) VALUES ('a', 'new') RETURNING id")
     assert [dict(row) for row in rows] == [{"id": "a"}]
     # No RETURNING: no rows, and no error (an order mail's `sent` record is such a statement).
-    assert await uow.execute_alone(update(things).values(state="done")) == []
+    assert await uow.fetch_alone("UPDATE things SET state = 'done'") == []
     assert await committed(uow, select(things.c.state)) == [("done",)]
-    assert await uow.execute_alone(select(things).where(things.c.id == "missing")) == []
+    assert await uow.fetch_alone("SELECT * FROM things WHERE id = $1", "missing") == []
 
 
 async def test_a_failing_statement_leaves_nothing(uow: UnitOfWork):
-    await uow.execute_alone(insert(things).values(id="a", state="new"))
-    task = uow.task("inventory.reserve", order_id="a")
+    await uow.fetch_alone("INSERT INTO things (id, state) VALUES ('a', 'new')")
+    task = OutgoingTask.of(CommitReservation(order_id="a"))
     with pytest.raises(Exception, match="duplicate key"):
-        await uow.execute_alone(
-            text(
-                "WITH queued AS (INSERT INTO outbox (task_id, task_name, kwargs) "
-                "VALUES (:task_id, :task_name, '{}'::jsonb)) "
-                "INSERT INTO things (id, state) VALUES ('a', 'again')"
-            ),
-            {"task_id": task.id, "task_name": task.name},
+        await uow.fetch_alone(
+            "WITH queued AS (INSERT INTO outbox (task_id, task_name, kwargs) "
+            "VALUES ($1, $2, '{}'::jsonb)) "
+            "INSERT INTO things (id, state) VALUES ('a', 'again')",
+            task.id,
+            task.name,
         )
     assert await committed(uow, select(outbox.c.task_id)) == []
     assert await committed(uow, select(things.c.state)) == [("new",)]
+
+
+async def test_a_unit_of_messages_only_commits_their_rows_and_a_rollback_drops_them(
+    uow: UnitOfWork,
+):
+    async with uow:
+        first = uow.emit(CommitReservation(order_id="a"))
+        second = uow.emit(CommitReservation(order_id="b"))
+        await uow.commit()  # nothing else in the unit: one statement, committed alone
+    rows = await committed(uow, select(outbox.c.task_id, outbox.c.task_name, outbox.c.kwargs))
+    assert sorted(rows) == sorted([(t.id, "inventory.commit", t.kwargs) for t in (first, second)])
+    async with uow:
+        await uow.session.execute(insert(things).values(id="c", state="new"))
+        uow.emit(CommitReservation(order_id="c"))
+        await uow.rollback()
+    assert len(await committed(uow, select(outbox.c.task_id))) == 2
+    assert await committed(uow, select(things.c.id)) == []

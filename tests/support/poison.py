@@ -14,7 +14,8 @@ from typing import Any
 import aio_pika
 import orjson
 
-from shared.messaging.topology import TASK_EXCHANGE, QueueName, TaskName, dead_letter_queue
+from shared.messages.orders import ChargeOrder, ReserveStock, SendOrderMail
+from shared.messaging.topology import TASK_EXCHANGE, QueueName, dead_letter_queue
 from shared.messaging.wire import OutgoingTask, celery_headers
 
 PICKLE = "application/x-python-serialize"
@@ -35,13 +36,13 @@ def task_for(queue: QueueName, order_id: str, sku: str) -> OutgoingTask:
     """A real task call for each queue, whose effect the test can look for."""
     mail = {"order_id": order_id, "kind": "order_confirmation", "to": "eve@example.com"}
     calls = {
-        QueueName.PAYMENTS: OutgoingTask(TaskName.CHARGE, {"order_id": order_id}),
+        QueueName.PAYMENTS: OutgoingTask(ChargeOrder.name, {"order_id": order_id}),
         QueueName.ORDERS: OutgoingTask(
-            TaskName.RESERVE, {"order_id": order_id, "items": [{"sku": sku, "quantity": 1}]}
+            ReserveStock.name, {"order_id": order_id, "items": [{"sku": sku, "quantity": 1}]}
         ),
-        QueueName.TRANSACTIONAL: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail),
+        QueueName.TRANSACTIONAL: OutgoingTask(SendOrderMail.name, mail),
         # The bulk pool runs the notifications task module: a real task it would run.
-        QueueName.BULK: OutgoingTask(TaskName.SEND_ORDER_MAIL, mail),
+        QueueName.BULK: OutgoingTask(SendOrderMail.name, mail),
     }
     return calls[queue]
 

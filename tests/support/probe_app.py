@@ -11,7 +11,7 @@ import os
 
 from celery import Celery
 
-from shared.messaging.topology import TaskName
+from shared.messages.orders import ChargeOrder, RefundOrder
 from shared.messaging.wire import CORRELATION_HEADER
 from workers.app import celery_queues
 
@@ -26,12 +26,12 @@ app.conf.update(
 )
 
 
-@app.task(name=TaskName.CHARGE, bind=True)
+@app.task(name=ChargeOrder.name, bind=True)
 def probe(self, *args, **kwargs) -> None:
     _record(self, args, kwargs)
 
 
-@app.task(name=TaskName.REFUND, bind=True)
+@app.task(name=RefundOrder.name, bind=True)
 def probe_refund(self, *args, **kwargs) -> None:
     _record(self, args, kwargs)
 

@@ -17,6 +17,9 @@ PRODUCTION_READY: dict[str, Any] = {
     "smtp_host": "smtp-relay.mail.svc",
     "smtp_port": 587,
     "smtp_starttls": True,
+    "dkim_private_key_file": "/etc/doorbuster/dkim/private.pem",
+    "unsubscribe_secret": "4f1c0e7b9a2d8c3e5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7081920",
+    "unsubscribe_base_url": "https://mail.doorbuster.example",
 }
 
 

@@ -1,9 +1,18 @@
-"""A TCP proxy the tests can cut: a real network partition between one process and RabbitMQ.
+"""A TCP proxy the tests can cut or stall: a real network partition between one process and
+RabbitMQ.
 
 Nothing is mocked: bytes flow to the real broker until `cut()` closes every connection and
 drops new ones at once; `restore()` lets clients reconnect. The proxy keeps its listening
 socket through a cut: a released port in the ephemeral range can be taken by any outgoing
 connection on a busy machine, and the restore then failed with "address already in use".
+
+`stall()` is the messier partition, a path that drops packets: every socket stays open and
+nothing is closed, but no byte crosses in either direction, and a connection opened meanwhile
+gets no answer (its AMQP handshake never starts). Bytes already written wait in the kernel's
+buffers, as TCP retransmits a dropped segment until the path heals: after `resume()` they
+arrive, late, unless a side gave up on its peer meanwhile (a missed heartbeat), closed its
+socket, and the other side learns it only then. (The machine's kernel has no netem and no
+iptables binary: a proxy that stops forwarding is what drops packets here, FACTS.md.)
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._partitioned = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> None:
@@ -44,6 +55,18 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self._partitioned = False
+
+    def stall(self) -> None:
+        """Stop forwarding, both ways, on every connection open or opened (packets dropped)."""
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def resume(self) -> None:
+        """Forward again: whatever waited in the buffers goes through, late."""
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
+    @property
+    def stalled(self) -> bool:
+        return not self._flowing.is_set()
 
     def close(self) -> None:
         self._call(self._close())
@@ -72,6 +95,8 @@ class CuttableProxy:
         if self._partitioned:  # the connection opens and drops before the broker says hello
             writer.close()
             return
+        self._writers.add(writer)
+        await self._flowing.wait()  # stalled: the broker never hears of it until resumed
         upstream = await self._open_upstream()
         if upstream is None:
             writer.close()
@@ -94,7 +119,12 @@ class CuttableProxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await reader.read(65536):
+            while True:
+                await self._flowing.wait()  # stalled: leave the bytes in the kernel's buffers
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._flowing.wait()  # read just before a stall: held until resumed
                 writer.write(data)
                 await writer.drain()
         writer.close()

@@ -253,6 +253,19 @@ def test_the_openapi_document_describes_errors_and_auth(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_the_docs_pages_are_served_from_the_app_not_a_cdn(client):
+    """The browser test (tests/e2e/test_docs_offline.py) shows they render; this, that every
+    file they load is ours and that the pages are in no OpenAPI document."""
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page)
+        assert html.status_code == 200
+        assert f'"/docs-static/{asset}"' in html.text and "https://" not in html.text
+        served = client.get(f"/docs-static/{asset}")
+        assert served.status_code == 200 and len(served.content) > 500_000
+    assert client.get("/docs-static/swagger-ui.css").status_code == 200
+    assert not {"/docs", "/redoc"} & set(client.get("/openapi.json").json()["paths"])
+
+
 def test_every_answer_carries_a_correlation_id(client):
     assert client.get("/nowhere").headers["x-correlation-id"]
     echoed = client.get("/healthz", headers={"X-Correlation-ID": "abc-1"})

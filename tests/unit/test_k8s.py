@@ -233,6 +233,25 @@ def test_rabbitmq_and_postgres_come_from_their_operators():
     assert databases == {f"doorbuster_{s}" for s in ("orders", "inventory", "notifications")}
 
 
+def test_postgres_admits_every_pod_at_full_scale():
+    """Each API and pool pod opens up to DB_POOL_SIZE + DB_MAX_OVERFLOW connections through
+    SQLAlchemy and DB_POOL_SIZE more on its prepared-statement pool (shared/infra/db.py)."""
+    config = of_kind("ConfigMap")["doorbuster-config"]["data"]
+    per_pod = 2 * int(config["DB_POOL_SIZE"]) + int(config["DB_MAX_OVERFLOW"])
+    pool_pods = sum(scaled["spec"]["maxReplicaCount"] for scaled in SCALED.values())
+    api_pods = sum(
+        doc["spec"]["replicas"]
+        for name, doc in DEPLOYMENTS.items()
+        if name in {f"{service}-api" for service in ("orders", "inventory", "notifications")}
+    )
+    assert api_pods == 7, sorted(DEPLOYMENTS)
+    [postgres] = of_kind("Cluster").values()
+    reserved_for_superusers = 3  # PostgreSQL's superuser_reserved_connections
+    assert (pool_pods + api_pods) * per_pod + reserved_for_superusers <= int(
+        postgres["spec"]["postgresql"]["parameters"]["max_connections"]
+    )
+
+
 def test_api_services_target_the_probed_port():
     for name, service in of_kind("Service").items():
         container = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"][0]

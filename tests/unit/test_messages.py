@@ -1,14 +1,27 @@
 """Celery protocol 2 messages built without Celery, and the one queue topology."""
 
+from typing import ClassVar
+
 import orjson
 import pytest
 from kombu import Queue
+from pydantic import ValidationError
 
+from shared.messages.inventory import ApplyReservation, StockRejected, StockReserved
+from shared.messages.notifications import SendCampaignBatch
+from shared.messages.orders import (
+    ChargeOrder,
+    OrderLine,
+    RefundOrder,
+    ReserveStock,
+    SendOrderMail,
+)
+from shared.messaging.message import Message, all_messages, message_type
 from shared.messaging.topology import (
+    MAX_PRIORITY,
     QUORUM_DELIVERY_LIMIT,
-    ROUTES,
     QueueName,
-    TaskName,
+    Route,
     dead_letter_arguments,
     dead_letter_queue,
     queue_arguments,
@@ -19,14 +32,14 @@ from workers.app import celery_queues, make_celery
 
 
 def test_body_is_celery_json_args_kwargs_embed():
-    task = OutgoingTask(TaskName.CHARGE, {"order_id": "ord_1"})
+    task = OutgoingTask(ChargeOrder.name, {"order_id": "ord_1"})
     args, kwargs, embed = orjson.loads(celery_body(task))
     assert args == [] and kwargs == {"order_id": "ord_1"}
     assert set(embed) == {"callbacks", "errbacks", "chain", "chord"}
 
 
 def test_headers_name_the_task_and_hide_payload_values():
-    task = OutgoingTask(TaskName.SEND_ORDER_MAIL, {"to": "ann@example.com"}, correlation_id="c1")
+    task = OutgoingTask(SendOrderMail.name, {"to": "ann@example.com"}, correlation_id="c1")
     headers = celery_headers(task)
     assert headers["task"] == "notifications.send_order_mail"
     assert headers["id"] == headers["root_id"] == task.id
@@ -37,11 +50,11 @@ def test_headers_name_the_task_and_hide_payload_values():
 @pytest.mark.parametrize(
     ("name", "queue", "priority"),
     [
-        (TaskName.CHARGE, QueueName.PAYMENTS, 9),
-        (TaskName.REFUND, QueueName.PAYMENTS, 8),
-        (TaskName.RESERVE, QueueName.ORDERS, 7),
-        (TaskName.SEND_ORDER_MAIL, QueueName.TRANSACTIONAL, 5),
-        (TaskName.SEND_CAMPAIGN_BATCH, QueueName.BULK, 1),
+        (ChargeOrder.name, QueueName.PAYMENTS, 9),
+        (RefundOrder.name, QueueName.PAYMENTS, 8),
+        (ReserveStock.name, QueueName.ORDERS, 7),
+        (SendOrderMail.name, QueueName.TRANSACTIONAL, 5),
+        (SendCampaignBatch.name, QueueName.BULK, 1),
     ],
 )
 def test_routes_follow_the_contract(name, queue, priority):
@@ -49,8 +62,54 @@ def test_routes_follow_the_contract(name, queue, priority):
     assert (task.queue, task.priority) == (queue, priority)
 
 
-def test_every_task_has_a_route():
-    assert set(ROUTES) == set(TaskName)
+def test_every_message_is_declared_once_with_a_route_in_the_topology():
+    messages = all_messages()
+    names = [message.name for message in messages]
+    assert len(names) == len(set(names))
+    assert {"inventory.reserved", "inventory.rejected", "payments.charge"} <= set(names)
+    for message in messages:
+        assert message_type(message.name) is message
+        assert message.route.queue in QueueName
+        assert 0 <= message.route.priority < MAX_PRIORITY
+
+
+def test_a_second_declaration_of_a_name_is_refused():
+    with pytest.raises(TypeError, match="declared twice"):
+
+        class Again(Message):
+            name: ClassVar[str] = ChargeOrder.name
+            route: ClassVar[Route] = ChargeOrder.route
+
+
+def test_a_misspelt_or_missing_field_fails_at_the_sender():
+    with pytest.raises(ValidationError):
+        ChargeOrder(order=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        ReserveStock(order_id="o", items=[])  # at least one line
+    with pytest.raises(ValidationError):
+        StockRejected(order_id="o", reason="no_reason")  # type: ignore[arg-type]
+
+
+def test_a_message_becomes_a_task_of_its_name_with_its_payload():
+    task = OutgoingTask.of(
+        ReserveStock(order_id="o", items=[OrderLine(sku="A", quantity=2)]), correlation_id="c"
+    )
+    assert (task.name, task.queue, task.priority) == ("inventory.reserve", QueueName.ORDERS, 7)
+    assert task.kwargs == {"order_id": "o", "items": [{"sku": "A", "quantity": 2}]}
+    assert ReserveStock.model_validate(task.kwargs).items[0].quantity == 2
+    assert task.correlation_id == "c"
+    # Optional fields left out are not sent (the receiver's defaults apply).
+    mail = OutgoingTask.of(SendOrderMail(order_id="o", kind="order_rejected", to="a@b.c"))
+    assert set(mail.kwargs) == {"order_id", "kind", "to"}
+
+
+def test_the_deprecated_answer_is_read_as_the_inventorys_events():
+    line = {"sku": "A", "quantity": 1, "unit_price": 500}
+    reserved = ApplyReservation(order_id="o", outcome="reserved", lines=[line], currency="usd")
+    assert reserved.as_event() == StockReserved(order_id="o", lines=[line], currency="usd")
+    rejected = ApplyReservation(order_id="o", outcome="rejected", reason="unknown_sku")
+    assert rejected.as_event() == StockRejected(order_id="o", reason="unknown_sku")
+    assert ApplyReservation.deprecated and not StockReserved.deprecated
 
 
 def test_celery_declares_queues_with_the_publishers_arguments():

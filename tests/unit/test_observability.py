@@ -6,8 +6,8 @@ import structlog
 
 from shared.infra.observability import init_sentry, tag_order
 from shared.infra.settings import Settings
+from shared.messages.orders import ChargeOrder
 from shared.messaging.publisher import _message
-from shared.messaging.topology import TaskName
 from shared.messaging.wire import PUBLISHED_AT_HEADER, OutgoingTask
 
 
@@ -41,7 +41,7 @@ def test_the_order_id_is_a_sentry_tag_and_a_log_field():
 
 
 def test_a_published_message_carries_its_publish_time():
-    message = _message(OutgoingTask(TaskName.CHARGE, {"order_id": "o"}))
+    message = _message(OutgoingTask(ChargeOrder.name, {"order_id": "o"}))
     assert message.timestamp is not None
     stamp = message.headers[PUBLISHED_AT_HEADER]
     assert abs(stamp - message.timestamp.timestamp()) < 1

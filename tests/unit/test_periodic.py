@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from shared.periodic import Periodic
 
@@ -32,13 +33,19 @@ async def test_the_step_repeats_until_stopped():
 
 
 async def test_a_failing_step_is_logged_and_tried_again(caplog):
-    periodic = Counting(0.01, fail_first=2)
+    caplog.set_level(logging.DEBUG, logger="shared.periodic")
+    periodic = Counting(0.01, fail_first=3)
     periodic.start()
     await asyncio.sleep(0.1)
     await periodic.stop()
-    assert periodic.calls > 2
+    assert periodic.calls > 3
     failures = [r for r in caplog.records if "counting step failed" in r.getMessage()]
-    assert len(failures) == 2
+    # The streak's first failure at the step's level (with its traceback), the rest at debug.
+    assert [r.levelno for r in failures] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert failures[0].exc_info and "3 rounds failed in a row" in failures[2].getMessage()
+    recovered = [r for r in caplog.records if "counting step works again" in r.getMessage()]
+    assert len(recovered) == 1 and recovered[0].levelno == logging.WARNING
+    assert "after 3 failed round(s)" in recovered[0].getMessage()
 
 
 async def test_start_twice_runs_one_loop_and_stop_without_start_is_harmless():

@@ -7,10 +7,12 @@ import pytest
 from celery import Celery
 
 import workers.__main__ as workers_main
-from devtools.plan import Ports, parse_pools, plan
+from devtools.plan import Ports, autoscaled_probes, parse_autoscale, parse_pools, plan
+from ops.autoscale import minimums
 from ops.pools import pool_rows
 from shared.infra.settings import Settings
-from shared.messaging.topology import ROUTES, QueueName
+from shared.messaging.message import all_messages
+from shared.messaging.topology import QueueName
 from workers.__main__ import parse_args, worker_argv
 from workers.app import make_celery
 from workers.pools import (
@@ -124,7 +126,7 @@ def test_a_pool_loads_every_task_routed_to_its_queue_and_only_its_modules():
     for pool, spec in POOLS.items():
         app = make_celery(pool, settings)
         app.loader.import_default_modules()
-        routed = {name.value for name, route in ROUTES.items() if route.queue is spec.queue}
+        routed = {m.name for m in all_messages() if m.route.queue is spec.queue}
         assert routed <= set(app.tasks), f"{pool}: a task routed to {spec.queue} is not loaded"
         assert app.conf.include == list(spec.task_modules)
         assert app.conf.task_default_queue == spec.queue.value
@@ -172,3 +174,43 @@ def test_the_ops_cli_sorts_workers_into_pools_by_the_table():
     mail = rows["notifications"]
     assert (mail.workers, mail.concurrency, mail.active) == (1, 4, 2)
     assert (rows["payments"].workers, rows["orders"].workers, rows["bulk"].workers) == (1, 0, 0)
+
+
+def test_autoscaled_pools_get_one_autoscaler_instead_of_fixed_processes():
+    assert parse_autoscale("") == [] and parse_autoscale("1") == list(Pool)
+    assert parse_autoscale("payments,orders") == [Pool.PAYMENTS, Pool.ORDERS]
+    with pytest.raises(ValueError, match="AUTOSCALE"):
+        parse_autoscale("payment")
+    processes = plan(
+        Ports(metrics=9100),
+        parse_pools(""),
+        False,
+        False,
+        "/tmp/m",
+        autoscaled=[Pool.PAYMENTS, Pool.ORDERS],
+        autoscale_args=["--limits", "payments=1:4"],
+    )
+    names = [process.name for process in processes if process.metrics_url]
+    assert names == ["notifications-pool", "bulk-pool"]
+    [autoscale] = [process for process in processes if process.name == "autoscale"]
+    assert autoscale.argv[1:] == [
+        "-m",
+        "ops.autoscale",
+        "--pools",
+        "payments orders",
+        "--metrics-base",
+        "9100",
+        "--limits",
+        "payments=1:4",
+    ]
+
+
+def test_make_up_waits_for_the_workers_an_autoscaler_starts_at_once():
+    wanted = minimums(["--pools", "payments bulk", "--limits", "payments=1:4"])
+    assert wanted == {Pool.PAYMENTS: 1, Pool.BULK: 0}  # bulk's ScaledObject starts at zero
+    assert minimums(["--pools", "orders"]) == {Pool.ORDERS: 2}  # KEDA's minReplicaCount
+    probes = autoscaled_probes(Ports(metrics=9100), {Pool.PAYMENTS: 2, Pool.BULK: 0})
+    assert [(p.name, p.health_url, p.argv) for p in probes] == [
+        ("payments-pool-1", "http://127.0.0.1:9100/readyz", []),
+        ("payments-pool-2", "http://127.0.0.1:9101/readyz", []),
+    ]

@@ -24,6 +24,10 @@ UNSAFE = [
     ("ADMIN_API_KEYS", {"admin_api_keys": ""}),
     ("ADMIN_API_KEYS", {"admin_api_keys": "dev-admin"}),
     ("SMTP_HOST", {"smtp_starttls": False}),
+    ("DKIM_PRIVATE_KEY_FILE", {"dkim_private_key_file": None}),
+    ("UNSUBSCRIBE_SECRET", {"unsubscribe_secret": "doorbuster-dev-unsubscribe"}),
+    ("UNSUBSCRIBE_SECRET", {"unsubscribe_secret": "short"}),
+    ("UNSUBSCRIBE_BASE_URL", {"unsubscribe_base_url": "http://mail.doorbuster.example"}),
 ]
 
 
@@ -52,6 +56,18 @@ def test_production_names_every_offending_variable_at_once():
     message = str(refused.value)
     for variable in {name for name, _ in UNSAFE}:
         assert f"{variable} (" in message
+
+
+def test_a_dkim_key_given_as_pem_text_also_counts():
+    settings = Settings(
+        **{**SAFE, "dkim_private_key_file": None, "dkim_private_key": "-----BEGIN ..."}
+    )
+    assert settings.dkim_configured
+
+
+def test_a_dkim_key_is_given_once():
+    with pytest.raises(ValidationError, match="set one, not both"):
+        Settings(dkim_private_key_file="/k.pem", dkim_private_key="-----BEGIN ...")
 
 
 def test_development_keeps_its_defaults():

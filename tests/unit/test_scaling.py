@@ -47,3 +47,27 @@ def test_scale_out_is_immediate_and_scale_in_waits_for_the_window():
     assert after.workers == 3
     done = decide(current=3, messages=0, per_worker=29, minimum=2, maximum=8, recent_wants=[])
     assert done.workers == 2
+
+
+def test_a_scale_out_window_scales_out_to_the_lowest_want_seen_in_it():
+    # notifications: 30 s up window. A spike seen once does not start workers.
+    spike = decide(
+        current=1,
+        messages=900,
+        per_worker=229,
+        minimum=1,
+        maximum=6,
+        recent_wants=[],
+        recent_up_wants=[1, 1],
+    )
+    assert (spike.wanted, spike.workers) == (4, 1)
+    held = decide(
+        current=1,
+        messages=900,
+        per_worker=229,
+        minimum=1,
+        maximum=6,
+        recent_wants=[],
+        recent_up_wants=[3, 4],
+    )
+    assert held.workers == 3

@@ -196,3 +196,34 @@ def test_the_orchestrator_and_the_report_never_import_gevent():
         "sys.exit('gevent' in sys.modules or 'locust' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_report_plots_workers_per_pool_beside_depth_and_payments_p95(tmp_path):
+    fake_run(tmp_path)
+    # payments scales out from 2 to 5 workers at 20 s and back to 2 at 50 s; orders stays at 1
+    # (no management API numbers for its queue: the plot falls back to the sampled depths).
+    workers = [
+        (T0 + s, "payments", "payments", 5 if 20 <= s < 50 else 2, 100 if 15 <= s < 40 else 3)
+        for s in range(70)
+    ] + [(T0 + s, "orders", "orders", 1, "") for s in range(70)]
+    write_rows(tmp_path / journal.WORKERS, journal.WORKER_COLUMNS, workers)
+
+    page = report.render(tmp_path).read_text()
+
+    assert (tmp_path / "scaling.png").read_bytes().startswith(PNG)
+    assert "src='scaling.png'" in page and "Workers per pool" in page
+    summary = json.loads((tmp_path / journal.SUMMARY).read_text())
+    assert summary["workers per pool"] == {
+        "orders": {"min": 1, "max": 1},
+        "payments": {"min": 2, "max": 5},
+    }
+    loaded, counted = stats.load_workers(tmp_path, T0)
+    assert loaded["payments"][1][19:21].tolist() == [2.0, 5.0]
+    assert counted["payments"][1][14:16].tolist() == [3.0, 100.0] and "orders" not in counted
+
+
+def test_a_run_without_worker_samples_still_has_the_scaling_plot(tmp_path):
+    fake_run(tmp_path)
+    page = report.render(tmp_path).read_text()
+    assert "src='scaling.png'" in page
+    assert json.loads((tmp_path / journal.SUMMARY).read_text())["workers per pool"] == {}

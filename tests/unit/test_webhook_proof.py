@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import stripe
 
 from services.orders.billing import changes
 from services.orders.payments import ChargeOutcome, ProviderIntent
-from services.orders.webhooks import CLAIMED_STATUS, claimed_ids, disproof
+from services.orders.webhooks import (
+    CLAIMED_STATUS,
+    InvalidWebhook,
+    PaymentEvent,
+    claimed_ids,
+    disproof,
+    verify,
+)
 
 ORDER = {
     "id": "ord_1",
@@ -81,15 +87,58 @@ def test_a_success_after_the_order_ended_without_money_is_acted_on_once():
     ],
 )
 def test_a_malformed_body_names_nothing_to_look_up(body):
-    event = stripe.Event.construct_from(
-        {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": body}}, None
-    )
+    event = PaymentEvent("evt_1", "payment_intent.succeeded", body)
     assert None in claimed_ids(event)
 
 
 def test_a_well_formed_body_names_its_intent_and_order():
     body = {"id": "pi_1", "metadata": {"order_id": "ord_1"}}
-    event = stripe.Event.construct_from(
-        {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": body}}, None
-    )
+    event = PaymentEvent("evt_1", "payment_intent.succeeded", body)
     assert claimed_ids(event) == ("pi_1", "ord_1")
+
+
+SECRET = "whsec_test"
+
+
+def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> str:
+    """A `Stripe-Signature` header as Stripe computes it (t=..., v1=HMAC-SHA256)."""
+    import hashlib
+    import hmac
+    import time
+
+    timestamp = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+EVENT = (
+    b'{"id": "evt_1", "type": "payment_intent.succeeded",'
+    b' "data": {"object": {"id": "pi_1", "metadata": {"order_id": "ord_1"}}}}'
+)
+
+
+def test_a_signed_event_is_read_into_its_id_type_and_object():
+    event = verify(EVENT, signed(EVENT), SECRET)
+    assert (event.id, event.type) == ("evt_1", "payment_intent.succeeded")
+    assert claimed_ids(event) == ("pi_1", "ord_1")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "t=1,v1=deadbeef",
+        signed(EVENT, secret="whsec_other"),
+        signed(EVENT, at=1_000_000_000),  # signed long ago: a replay
+        signed(EVENT + b" "),  # the body was changed after signing
+    ],
+)
+def test_an_unsigned_forged_or_replayed_event_is_refused(header):
+    with pytest.raises(InvalidWebhook):
+        verify(EVENT, header, SECRET)
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"type": "x"}', b"not json"])
+def test_a_signed_body_that_is_not_an_event_is_refused(body):
+    with pytest.raises(InvalidWebhook):
+        verify(body, signed(body), SECRET)

@@ -66,3 +66,19 @@ def test_readiness_needs_a_connected_consumer():
     assert not probe.is_ready()
     probe.stopping.set()
     assert not probe.is_alive()
+
+
+def test_a_message_requeued_by_its_task_is_not_a_dead_letter():
+    from celery.exceptions import Reject
+
+    labels = {"queue": "payments", "task": "payments.refund"}
+    dead = value("doorbuster_task_dead_letters_total", **labels, reason="rejected")
+    requeued = value("doorbuster_tasks_total", **labels, outcome="requeued")
+    task = fake_task("payments.refund")
+    metrics._on_prerun("t-requeued", task)
+    metrics._on_postrun("t-requeued", task, state="REJECTED", retval=Reject("x", requeue=True))
+    assert value("doorbuster_tasks_total", **labels, outcome="requeued") == requeued + 1
+    assert value("doorbuster_task_dead_letters_total", **labels, reason="rejected") == dead
+    metrics._on_prerun("t-rejected", task)
+    metrics._on_postrun("t-rejected", task, state="REJECTED", retval=Reject("x", requeue=False))
+    assert value("doorbuster_task_dead_letters_total", **labels, reason="rejected") == dead + 1

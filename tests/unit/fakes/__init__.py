@@ -1,0 +1,1 @@
+"""Fakes of the real abstractions (they subclass them), for use-case tests with no I/O."""
