@@ -26,7 +26,7 @@ reset: $(STAMP)
 test: $(STAMP) rabbitmq-plugins prometheus postfix chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -rs -s
+	$(BIN)/python -m pytest -q -rfEs -s
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
