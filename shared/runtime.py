@@ -60,6 +60,7 @@ class ServiceRuntime:
                 interval=self.settings.outbox_relay_interval_seconds,
                 grace=self.settings.outbox_relay_grace_seconds,
                 dispatcher=self.dispatcher,
+                retention=self.settings.outbox_retention_seconds,
             )
             self._relay.start()
 

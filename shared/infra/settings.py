@@ -279,6 +279,9 @@ class OrderFlowSettings(DeploymentSettings):
     # The outbox relay re-publishes rows older than this that were not confirmed right after commit.
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
+    # Published outbox rows are kept this long ("which tasks left for order X, and when"), then
+    # the relay deletes them, oldest first, once a minute (shared/messaging/outbox.py).
+    outbox_retention_seconds: int = Field(default=24 * 3600, ge=60)
 
 
 class ObservabilitySettings(DeploymentSettings):

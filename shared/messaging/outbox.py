@@ -93,6 +93,14 @@ class Outbox:
             f"INSERT INTO {table.name} (task_id, task_name, kwargs, correlation_id)"  # noqa: S608
             " SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])"
         )
+        # The oldest `$2` rows by id (the primary key's order: a bounded read however many
+        # rows the retention keeps), of which those published before the cutoff go.
+        self._prune = (
+            f"WITH gone AS (DELETE FROM {table.name} WHERE id IN (SELECT id FROM"  # noqa: S608
+            f" (SELECT id, published_at FROM {table.name} ORDER BY id LIMIT $2) oldest"
+            " WHERE published_at < now() - $1::interval) RETURNING 1)"
+            " SELECT count(*) AS n FROM gone"
+        )
         self._mark = (
             update(self.table)
             .where(self.table.c.task_id == func.any(bindparam("ids", type_=ARRAY(String))))
@@ -122,6 +130,12 @@ class Outbox:
             [task.kwargs for task in tasks],
             [task.correlation_id for task in tasks],
         )
+
+    async def prune_once(self, db: Database, retention: timedelta, batch: int = 5000) -> int:
+        """Delete published rows older than `retention` among the oldest `batch`; returns how
+        many went. Unpublished rows are never deleted, however old."""
+        [row] = await db.fetch_alone(self._prune, retention, batch)
+        return int(row["n"])
 
     async def relay_once(
         self, db: Database, publisher: Publisher, grace: timedelta, batch: int = 500
@@ -174,6 +188,11 @@ class Relay(Periodic):
 
     name = "outbox relay pass"
 
+    # Pruning: at most this often, and at most this many batches a pass (a backlog of a
+    # day's rows, after the retention was shortened, goes over a few passes, not in one).
+    PRUNE_EVERY_SECONDS = 60.0
+    PRUNE_BATCHES_PER_PASS = 20
+
     def __init__(
         self,
         outbox: Outbox,
@@ -182,17 +201,36 @@ class Relay(Periodic):
         interval: float,
         grace: float,
         dispatcher: Dispatcher | None = None,
+        retention: float | None = None,
     ):
         super().__init__(interval)
         self._outbox, self._db, self._publisher = outbox, db, publisher
         self._grace = timedelta(seconds=grace)
         self._dispatcher = dispatcher
+        self._retention = None if retention is None else timedelta(seconds=retention)
+        self._next_prune = time.monotonic()
 
     async def step(self) -> None:
         lag = self._dispatcher.lag() if self._dispatcher is not None else 0.0
         grace = self._grace + timedelta(seconds=lag)
         while await self._outbox.relay_once(self._db, self._publisher, grace):
             pass
+        if self._retention is not None and time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.PRUNE_EVERY_SECONDS
+            await self.prune()
+
+    async def prune(self) -> int:
+        """Delete what the retention no longer keeps; returns how many rows went."""
+        assert self._retention is not None
+        pruned = 0
+        for _ in range(self.PRUNE_BATCHES_PER_PASS):
+            went = await self._outbox.prune_once(self._db, self._retention)
+            pruned += went
+            if not went:
+                break
+        if pruned:
+            log.info("outbox: pruned %d published row(s) older than %s", pruned, self._retention)
+        return pruned
 
 
 class Dispatcher:
