@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.infra.observability import set_correlation_id
 
 log = structlog.get_logger("doorbuster.access")
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/readyz/traffic", "/metrics"})
 
 REQUESTS = Counter(
     "doorbuster_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]

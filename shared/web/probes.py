@@ -1,6 +1,14 @@
 """The probes and the metrics endpoint every service serves: `/healthz` (the process is
-alive), `/readyz` (its database and the broker answer; 503 problem+json otherwise) and
-`/metrics` (Prometheus text)."""
+alive), `/readyz` (its database and the broker answer; 503 problem+json otherwise),
+`/readyz/traffic` (it can take requests: its database answers) and `/metrics` (Prometheus
+text).
+
+Why two readiness probes: `/readyz` is the contract's, and says whether everything the
+service talks to answers, for people, `make up` and monitoring. A load balancer must not route
+on it: with the broker away every API would be taken out of its Service together, although
+checkout still answers 202 into the outbox, which drains when the broker is back (fault b).
+Kubernetes' readinessProbe therefore asks `/readyz/traffic`, which fails only when requests
+would fail (the database, which every write and the outbox need)."""
 
 from __future__ import annotations
 
@@ -16,6 +24,8 @@ _NOT_READY = {
     "description": "The database or the broker does not answer (`checks` says which)",
     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
 }
+# What a request needs to be answered: the broker is not among them (the outbox holds tasks).
+TRAFFIC_NEEDS = frozenset({"database"})
 _METRICS = {"description": "Prometheus text format", "content": {"text/plain": {}}}
 
 
@@ -48,6 +58,23 @@ def install_probes(
                 {"Retry-After": "1"},
                 checks=checks,
             )
+        return {"status": "ready", "checks": checks}
+
+    @app.get(
+        "/readyz/traffic",
+        tags=["probes"],
+        summary="The service can take requests: its database answers (for load balancers)",
+        responses={503: _NOT_READY},
+    )
+    async def readyz_traffic() -> dict[str, Any]:
+        checks = await readiness()
+        needed = {name: ok for name, ok in checks.items() if name in TRAFFIC_NEEDS}
+        if not all(needed.values()):
+            down = ", ".join(why(name) for name, ok in needed.items() if not ok)
+            raise Problem(
+                503, "not-ready", f"Not ready for traffic: {down}.", {"Retry-After": "1"},
+                checks=checks,
+            )  # fmt: skip
         return {"status": "ready", "checks": checks}
 
     @app.get(

@@ -126,6 +126,8 @@ async def test_a_database_outage_is_503_never_500_and_readiness_recovers(
         ready = await client.get("/readyz")
         assert ready.headers["content-type"] == "application/problem+json"
         assert ready.json()["checks"] == {"database": False, "broker": True}
+        traffic = await client.get("/readyz/traffic")  # requests would fail: out of the Service
+        assert traffic.status_code == 503 and "database not answering" in traffic.json()["detail"]
         assert_unavailable(await client.get(order_url, headers=STOREFRONT))
         assert_unavailable(await client.get(ORDERS_OF_CUSTOMER, headers=STOREFRONT))
         assert_unavailable(await place(client))

@@ -57,6 +57,7 @@ def of_kind(kind: str) -> dict[str, dict]:
 DEPLOYMENTS = of_kind("Deployment")
 SCHEDULER = "beat"  # the periodic tasks' Deployment: no HTTP, so no probes
 SCALED = of_kind("ScaledObject")
+API_DEPLOYMENTS = {name for name in DEPLOYMENTS if name.endswith("-api")}
 CAPACITY = yaml.safe_load((DEPLOY / "capacity.yaml").read_text())["pools"]
 
 
@@ -120,7 +121,10 @@ def test_every_deployment_has_resources_and_a_locked_down_container(name):
 def test_every_http_serving_deployment_is_probed(name):
     for container in DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"]:
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # The APIs take traffic while the broker is away (the outbox): their Services route on
+        # /readyz/traffic (shared/web/probes.py); a pool is ready when it can consume.
+        expected = "/readyz/traffic" if name in API_DEPLOYMENTS else "/readyz"
+        assert container["readinessProbe"]["httpGet"]["path"] == expected
         assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
