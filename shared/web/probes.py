@@ -48,17 +48,7 @@ def install_probes(
         responses={503: _NOT_READY},
     )
     async def readyz() -> dict[str, Any]:
-        checks = await readiness()
-        if not all(checks.values()):
-            down = ", ".join(why(name) for name, ok in checks.items() if not ok)
-            raise Problem(
-                503,
-                "not-ready",
-                f"Not ready: {down}.",
-                {"Retry-After": "1"},
-                checks=checks,
-            )
-        return {"status": "ready", "checks": checks}
+        return verdict(await readiness(), needed=None, what="Not ready")
 
     @app.get(
         "/readyz/traffic",
@@ -67,14 +57,17 @@ def install_probes(
         responses={503: _NOT_READY},
     )
     async def readyz_traffic() -> dict[str, Any]:
-        checks = await readiness()
-        needed = {name: ok for name, ok in checks.items() if name in TRAFFIC_NEEDS}
-        if not all(needed.values()):
-            down = ", ".join(why(name) for name, ok in needed.items() if not ok)
-            raise Problem(
-                503, "not-ready", f"Not ready for traffic: {down}.", {"Retry-After": "1"},
-                checks=checks,
-            )  # fmt: skip
+        return verdict(await readiness(), needed=TRAFFIC_NEEDS, what="Not ready for traffic")
+
+    def verdict(checks: dict[str, bool], needed: frozenset[str] | None, what: str) -> dict:
+        """200 with every check when those `needed` (None: all) pass; else a 503 problem
+        naming the failed ones."""
+        down = [
+            name for name, ok in checks.items() if not ok and (needed is None or name in needed)
+        ]
+        if down:
+            detail = f"{what}: {', '.join(why(name) for name in down)}."
+            raise Problem(503, "not-ready", detail, {"Retry-After": "1"}, checks=checks)
         return {"status": "ready", "checks": checks}
 
     @app.get(

@@ -8,17 +8,14 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import asyncpg
 import pytest
 from sqlalchemy import MetaData
 
-from devtools.harness.stack import DB_PREFIX, PG_SERVER
-from shared.infra.db import Database, create_database_if_missing
+from shared.infra.db import Database
 from shared.messaging.outbox import Outbox, Relay, outbox_table
 from shared.messaging.publisher import Publisher
+from tests.support.scratch_db import scratch_database
 
-NAME = f"{DB_PREFIX}_prune"
-URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{NAME}"
 metadata = MetaData()
 OUTBOX = Outbox(outbox_table(metadata))
 DAY = timedelta(days=1)
@@ -26,16 +23,8 @@ DAY = timedelta(days=1)
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    await create_database_if_missing(URL)
-    db = Database(URL, pool_size=2)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(metadata.drop_all)
-        await connection.run_sync(metadata.create_all)
-    yield db
-    await db.dispose()
-    connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
-    await connection.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
-    await connection.close()
+    async with scratch_database("prune", metadata) as db:
+        yield db
 
 
 async def row(db: Database, published_ago: str | None, created_ago: str = "2 days") -> str:

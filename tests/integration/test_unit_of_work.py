@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert, select
 
-from devtools.harness.stack import DB_PREFIX, PG_SERVER
-from shared.infra.db import Database, create_database_if_missing
 from shared.messages.orders import CommitReservation
 from shared.messaging.outbox import Dispatcher, Outbox, outbox_table
 from shared.messaging.publisher import Publisher
 from shared.messaging.uow import UnitOfWork
 from shared.messaging.wire import OutgoingTask
+from tests.support.scratch_db import scratch_database
 
-URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_PREFIX}_uow"
 metadata = MetaData()
 things = Table("things", metadata, Column("id", String, primary_key=True), Column("state", String))
 outbox = outbox_table(metadata)
@@ -25,17 +22,9 @@ outbox = outbox_table(metadata)
 
 @pytest.fixture
 async def uow() -> AsyncIterator[UnitOfWork]:
-    await create_database_if_missing(URL)
-    db = Database(URL, pool_size=2)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(metadata.drop_all)
-        await connection.run_sync(metadata.create_all)
-    publisher = Publisher("amqp://guest:guest@127.0.0.1:5672/%2F")  # never connected here
-    yield UnitOfWork(db, Outbox(outbox), Dispatcher(Outbox(outbox), db, publisher))
-    await db.dispose()
-    connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
-    await connection.execute(f'DROP DATABASE IF EXISTS "{DB_PREFIX}_uow" WITH (FORCE)')
-    await connection.close()
+    async with scratch_database("uow", metadata) as db:
+        publisher = Publisher("amqp://guest:guest@127.0.0.1:5672/%2F")  # never connected here
+        yield UnitOfWork(db, Outbox(outbox), Dispatcher(Outbox(outbox), db, publisher))
 
 
 async def committed(uow: UnitOfWork, statement) -> list:
